@@ -1,0 +1,1 @@
+"""FlashRAG-format QA datasets to the verl parquet files the recipes train and evaluate on."""
