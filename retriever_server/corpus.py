@@ -93,11 +93,23 @@ def source_key(path: Path) -> str:
 
 def convert(source: Path, target: Path, show_progress: bool = False) -> Path:
     """Stream `source` JSONL(.gz) into a store directory at `target` (written atomically)."""
-    from tqdm import tqdm
-
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        meta = _write_store(source, tmp, show_progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written store behind
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    logger.info("converted %s (%d passages) into %s", source, meta["num_passages"], target)
+    return target
+
+
+def _write_store(source: Path, tmp: Path, show_progress: bool) -> dict:
+    from tqdm import tqdm
+
     fingerprint = hashlib.blake2b(digest_size=16)
     offsets, id_offsets = [0], [0]
     with (
@@ -133,10 +145,7 @@ def convert(source: Path, target: Path, show_progress: bool = False) -> Path:
         "source_mtime_ns": stat.st_mtime_ns,
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    logger.info("converted %s (%d passages) into %s", source, meta["num_passages"], target)
-    return target
+    return meta
 
 
 class CorpusStore:

@@ -29,13 +29,17 @@ def minilm_config(path: Path) -> EncoderConfig:
 
 
 @pytest.fixture(scope="session")
-def synthetic_indexes(tmp_path_factory, minilm_path) -> dict[str, Path]:
+def minilm_encoder(minilm_path) -> Encoder:
+    return Encoder(minilm_config(minilm_path), device="cpu", batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def synthetic_indexes(tmp_path_factory, minilm_encoder) -> dict[str, Path]:
     """A 120-passage corpus, its converted store, a flat MiniLM index and a BM25 index."""
     root = tmp_path_factory.mktemp("synthetic")
     corpus_file = write_synthetic_corpus(root / "corpus.jsonl", N_PASSAGES)
     corpus = CorpusStore.open(corpus_file, root / "cache")
-    encoder = Encoder(minilm_config(minilm_path), device="cpu", batch_size=64)
-    build_dense(corpus, encoder, root / "dense", shard_size=50, show_progress=False)
+    build_dense(corpus, minilm_encoder, root / "dense", shard_size=50, show_progress=False)
     build_bm25(corpus, root / "bm25", show_progress=False)
     return {"corpus": corpus_file, "cache": root / "cache", "dense": root / "dense", "bm25": root / "bm25"}
 
