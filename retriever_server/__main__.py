@@ -63,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
-    if args.command == "build-index":
-        return builder.run(args)
-    return bench.run(args)
+    try:
+        return builder.run(args) if args.command == "build-index" else bench.run(args)
+    except (ValueError, OSError) as exc:  # bad paths, corpora, settings: say what, not where in the code
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
