@@ -4,7 +4,6 @@ real uvicorn server on a free loopback port running in a thread of the test proc
 from __future__ import annotations
 
 import dataclasses
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from retriever_server.bm25 import build_bm25
 from retriever_server.builder import build_dense
 from retriever_server.corpus import CorpusStore
 from retriever_server.encoder import Encoder, EncoderConfig
+from retriever_server.process import free_port
 from retriever_server.settings import Settings
 from retriever_server.synthetic import write_synthetic_corpus
 
@@ -53,12 +53,6 @@ def base_settings(synthetic_indexes, minilm_path) -> Settings:
                     passage_prefix="", torch_threads=1, faiss_threads=1, cache_size=0)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def running_server(settings: Settings, wait_ready: bool = True, **app_kwargs) -> Iterator[str]:
     """Serve `create_app(settings)` with uvicorn on a free port in a thread; yields the base URL."""
@@ -66,7 +60,7 @@ def running_server(settings: Settings, wait_ready: bool = True, **app_kwargs) ->
 
     from retriever_server.app import create_app
 
-    port = _free_port()
+    port = free_port()
     app = create_app(dataclasses.replace(settings, port=port), **app_kwargs)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -49,3 +49,14 @@ def test_validate_reports_every_problem():
                 "fusion:"):
         assert key in message
     Settings(demo=True).validate()  # the demo needs nothing else
+
+
+def test_the_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    import retriever_server
+
+    example = Path(retriever_server.__file__).parent / "retriever.example.yaml"
+    settings = parse(["--config", str(example)])
+    settings.validate()
+    assert settings.gpus == [0, 1] and settings.dense_index.endswith("e5_Flat.index")
