@@ -16,11 +16,11 @@ import os
 # work, and on 2 cores a 100k flat search ran 5-8x slower. Must be set before either is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import logging
+import sys
 
-from retriever_server import bench, builder  # noqa: E402
+from retriever_server import bench, builder
 from retriever_server.settings import add_settings_arguments, settings_from_args
 
 
