@@ -10,7 +10,8 @@ Each client sends `/search` with 3 variants and topk 10, as an ExpandSearch turn
 
 Prints, as markdown: the ceiling (batched encode + search, no HTTP, best batch size); served
 queries/s, requests/s, p50/p95/p99 latency and cache hit rate per concurrency with batching off and
-on (cache off); a GRPO-like workload (each request sent by 5 rollouts) with the cache off and on;
+on (cache off; the server's --max-batch-queries is the ceiling's best batch size, as one would
+tune it); a GRPO-like workload (each request sent by 5 rollouts) with the cache off and on;
 and HNSW against the flat index (recall@10 and search throughput).
 """
 
@@ -40,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=None, help="corpus and index cache (default: <cache dir>/bench)")
     parser.add_argument("--grpo-requests", type=int, default=240, help="distinct requests of the GRPO workload")
     parser.add_argument("--hnsw", default="HNSW32", help="faiss factory compared with Flat ('' skips it)")
+    parser.add_argument("--max-batch-queries", type=int, default=None,
+                        help="server batch cap (default: the ceiling's best batch size)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
 
 
@@ -73,10 +76,11 @@ def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
     return corpus.directory, index_dir, config.identity()
 
 
-def serve_args(corpus: Path, index: Path, encoder: dict, cache_size: int, batching: bool) -> list[str]:
+def serve_args(corpus: Path, index: Path, encoder: dict, cache_size: int, batching: bool,
+               max_batch_queries: int) -> list[str]:
     return ["--corpus", str(corpus), "--dense-index", str(index), "--encoder", encoder["model"],
             "--query-prefix", "", "--passage-prefix", "", "--cache-size", str(cache_size),
-            "--batching" if batching else "--no-batching"]
+            "--batching" if batching else "--no-batching", "--max-batch-queries", str(max_batch_queries)]
 
 
 def measure_ceiling(corpus: Path, index: Path, n_passages: int) -> dict:
@@ -236,18 +240,21 @@ def run(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     report: dict = {"passages": args.passages, "vectors": "random unit vectors (flat search cost is data-independent)"}
     corpus, index, encoder = prepare(Path(args.workdir or Path(default_cache_dir()) / "bench"), args.passages)
+    max_batch = args.max_batch_queries
     if args.url is None:
         report["ceiling"] = measure_ceiling(corpus, index, args.passages)
         print(f"ceiling (in process, no HTTP): {report['ceiling']['queries_per_s']:.0f} queries/s at batch "
               f"{report['ceiling']['best_batch']}; by batch: "
               + ", ".join(f"{b}: {q:.0f}" for b, q in report["ceiling"]["by_batch"].items()), flush=True)
+        max_batch = max_batch or report["ceiling"]["best_batch"]  # serve at the batch size the engine likes best
+    report["max_batch_queries"] = max_batch = max_batch or 256
     bodies = distinct_bodies(args.passages, 20_000, seed=4)
     lines = ["| batching | clients | queries/s | requests/s | p50 ms | p95 ms | p99 ms | cache hit rate |",
              "|---|---|---|---|---|---|---|---|"]
     report["served"] = {}
     for batching in (False, True):
         label = "on" if batching else "off"
-        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, 0, batching))
+        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, 0, batching, max_batch))
         try:
             url = args.url or server.url
             asyncio.run(drive(url, bodies[:200], 16, None))  # warm-up
@@ -265,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     report["grpo"] = {}
     for cache_size in (0, 65536):
         label = "on" if cache_size else "off"
-        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, cache_size, True))
+        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, cache_size, True, max_batch))
         try:
             report["grpo"][label] = asyncio.run(drive(args.url or server.url, grpo, 64, None))
         finally:
