@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -250,3 +252,18 @@ def test_hub_offline_says_how_to_use_local_files(tmp_path, capsys, monkeypatch):
     assert code == 2
     assert "cannot load RUC-NLPIR/FlashRAG_datasets/bamboogle[test] from the hub" in err
     assert "--input-dir DIR" in err
+
+
+def test_main_job_on_the_shipped_samples(tmp_path):
+    """The README's main-job command, as a user types it."""
+    out = subprocess.run(
+        [sys.executable, "-m", "data_prep", "--output-dir", str(tmp_path / "outputs" / "data")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    train = rows_of(tmp_path / "outputs" / "data" / "train.parquet")
+    test = rows_of(tmp_path / "outputs" / "data" / "test.parquet")
+    assert len(train) == 60 and len(test) == 140
+    assert {r["data_source"] for r in test} == set(DATASETS)
+    assert "skipped" in out.stdout and "wrote" in out.stdout
