@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-queries", type=int, default=None,
                         help="server batch cap (default: the ceiling's best batch size)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    parser.add_argument("--corpus-load", type=int, default=0, metavar="N",
+                        help="only time the corpus store: first conversion and warm load of N synthetic passages")
 
 
 def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
@@ -228,6 +231,29 @@ def sample_recall(factory: str) -> dict | None:
     return out
 
 
+def corpus_load(workdir: Path, n_passages: int) -> dict:
+    """First conversion (JSONL -> memory-mapped store) and warm open of N passages, plus 1000 random reads."""
+    from retriever_server.corpus import CorpusStore
+    from retriever_server.synthetic import write_synthetic_corpus
+
+    source = workdir / f"corpus-load-{n_passages}.jsonl"
+    if not source.is_file():
+        write_synthetic_corpus(source, n_passages)
+    cache = workdir / "corpus-load-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    started = time.perf_counter()
+    CorpusStore.open(source, cache)
+    converted = time.perf_counter()
+    store = CorpusStore.open(source, cache)
+    opened = time.perf_counter()
+    rng = random.Random(0)
+    reads = [store.passage(rng.randrange(len(store))) for _ in range(1000)]
+    read = time.perf_counter()
+    assert len(reads) == 1000 and len(store) == n_passages
+    return {"passages": n_passages, "jsonl_mb": source.stat().st_size / 2**20, "convert_s": converted - started,
+            "warm_load_s": opened - converted, "read_1000_ms": (read - opened) * 1e3}
+
+
 def _row(label: str, r: dict) -> str:
     return (f"| {label} | {r['concurrency']} | {r['queries_per_s']:.0f} | {r['requests_per_s']:.1f} | "
             f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['cache_hit_rate']:.2f} |")
@@ -237,9 +263,16 @@ def run(args: argparse.Namespace) -> int:
     from retriever_server.process import ServerProcess
     from retriever_server.settings import default_cache_dir
 
+    workdir = Path(args.workdir or Path(default_cache_dir()) / "bench")
+    if args.corpus_load:
+        r = corpus_load(workdir, args.corpus_load)
+        print("| passages | JSONL | first conversion | warm load | 1000 random passages |\n|---|---|---|---|---|")
+        print(f"| {r['passages']:,} | {r['jsonl_mb']:.0f} MB | {r['convert_s']:.1f} s | {r['warm_load_s'] * 1e3:.1f} ms "
+              f"| {r['read_1000_ms']:.1f} ms |")
+        return 0
     levels = [int(c) for c in args.concurrency.split(",")]
     report: dict = {"passages": args.passages, "vectors": "random unit vectors (flat search cost is data-independent)"}
-    corpus, index, encoder = prepare(Path(args.workdir or Path(default_cache_dir()) / "bench"), args.passages)
+    corpus, index, encoder = prepare(workdir, args.passages)
     max_batch = args.max_batch_queries
     if args.url is None:
         report["ceiling"] = measure_ceiling(corpus, index, args.passages)
