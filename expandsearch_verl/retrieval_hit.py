@@ -1,0 +1,90 @@
+"""Did retrieval surface the answer? A normalised gold answer inside a normalised passage.
+
+The definition is Search-R1's `is_retrieval_correct` (qa_em_format.py): substring containment after
+SQuAD normalisation, here over the raw passages the agent loop retrieved. Normalising all of them
+(~40 passages, ~25 kB per ExpandSearch trajectory) would cost ~1 ms, so a necessary condition runs
+first, over all passages at once:
+
+    gold ⊂ normalize(P)  ⇒  every token of gold ⊂ strip_punctuation(lower(P))
+
+(article removal and white-space collapsing only split text, they never join characters); only the
+passages around a hit are then normalised in full. The condition is tested on UTF-8 bytes with
+ASCII-only lower-casing, using the ASCII stretches of each token: that finds exactly the same
+stretches as `str.lower` unless a passage holds U+0130 or U+212A, the only non-ASCII characters
+whose lower case contains ASCII. Otherwise, and for golds with a purely non-ASCII token, the same
+test runs on `str`. The tests check the whole function against the plain definition.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from typing import AnyStr
+
+from expandsearch_verl.qa_metrics import PUNCTUATION_BYTES, normalize_answer, strip_punctuation
+
+_SEPARATOR = "\x00"  # not punctuation, not white space, unchanged by lower()
+# The only characters whose lower case holds ASCII: U+0130 -> "i\u0307", U+212A -> "k" (tests
+# recompute the set from the running Python's Unicode tables).
+_LOWERS_TO_ASCII = ("\u0130", "\u212a")
+# One bytes.translate pass: ASCII upper -> lower case, ASCII punctuation deleted.
+_ASCII_LOWER = bytes.maketrans(string.ascii_uppercase.encode(), string.ascii_lowercase.encode())
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
+
+
+def _ascii_stretches(gold: str) -> list[bytes]:
+    """The maximal ASCII stretches inside the tokens of `gold` (empty if a token has none)."""
+    stretches = []
+    for token in gold.split():
+        runs = _ASCII_RUN.findall(token)
+        if not runs:
+            return []
+        stretches += runs
+    return [run.encode() for run in stretches]
+
+
+def answer_in_passages(golds: Sequence[str], passages: Sequence[str]) -> bool:
+    """True when a normalised gold in `golds` (non-empty) is a substring of a normalised passage."""
+    if not golds or not passages:
+        return False
+    joined = _SEPARATOR.join(passages)
+    needles = [_ascii_stretches(gold) for gold in golds]
+    if all(needles) and not any(char in joined for char in _LOWERS_TO_ASCII):
+        # Lower-casing ASCII bytes leaves the ASCII stretches of str.lower(P) unchanged.
+        haystack = joined.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, PUNCTUATION_BYTES)
+        return _search(golds, needles, haystack, _SEPARATOR.encode(), passages)
+    haystack_str = strip_punctuation(joined.lower())
+    return _search(golds, [gold.split() for gold in golds], haystack_str, _SEPARATOR, passages)
+
+
+def _search(
+    golds: Sequence[str],
+    needles: Sequence[Sequence[AnyStr]],
+    haystack: AnyStr,
+    separator: AnyStr,
+    passages: Sequence[str],
+) -> bool:
+    """Normalise in full only a passage where a gold's longest needle occurs with all its others.
+
+    `haystack` is the pre-processed passages joined by `separator`; `needles[i]` belong to `golds[i]`.
+    """
+    live = [
+        (gold, parts) for gold, parts in zip(golds, needles, strict=True) if all(n in haystack for n in parts)
+    ]
+    if not live:
+        return False
+    if haystack.count(separator) != len(passages) - 1:  # a passage holds the separator itself
+        return any(gold in normalize_answer(passage) for passage in passages for gold, _ in live)
+    for gold, parts in live:
+        first = max(parts, key=len)
+        pos = haystack.find(first)
+        while pos >= 0:
+            start = haystack.rfind(separator, 0, pos) + 1
+            end = haystack.find(separator, pos)
+            end = len(haystack) if end < 0 else end
+            in_piece = all(n in haystack[start:end] for n in parts)
+            if in_piece and gold in normalize_answer(passages[haystack.count(separator, 0, start)]):
+                return True
+            pos = haystack.find(first, max(end, pos + 1))  # a needle may hold the separator
+    return False
