@@ -31,7 +31,9 @@ PROTOCOLS: tuple[Protocol, ...] = ("tags", "tool_call")
 DEFAULT_PROTOCOL: Protocol = "tags"
 
 # Chat-role lines that `skip_special_tokens` decoding leaves of `<|im_start|>user` etc.
-_ROLE_RESIDUE = frozenset({"user", "assistant", "tool"})
+# A gap made only of such lines (each may be blank), split on "\n" like the chat template writes them.
+_ROLE_LINE = r"[^\S\n]*(?:user|assistant|tool)?[^\S\n]*"
+_ROLE_RESIDUE = re.compile(rf"{_ROLE_LINE}(?:\n{_ROLE_LINE})*")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
@@ -93,10 +95,12 @@ def _tool_call_queries(content: str) -> list[str] | None:
 def _gap_ok(gap: str, allow_role_residue: bool) -> bool:
     if not gap or gap.isspace():
         return True
-    return allow_role_residue and all(
-        line.strip() in _ROLE_RESIDUE or not line.strip() for line in gap.split("\n")
-    )
+    return allow_role_residue and _ROLE_RESIDUE.fullmatch(gap) is not None
 
+
+_CLOSING = {
+    name: f"</{name}>" for name in ("think", "search", "information", "answer", "tool_call", "tool_response")
+}
 
 # What the grammar expects next.
 _THINK, _ACTION_OR_ANSWER, _OBSERVATION, _END = range(4)
@@ -133,7 +137,7 @@ def scan_response(text: str, protocol: str = DEFAULT_PROTOCOL) -> ResponseScan:
         if closing:  # a closing tag without its opening tag
             well_formed = False
             continue
-        close_at = text.find(f"</{name}>", pos)
+        close_at = text.find(_CLOSING[name], pos)
         if close_at < 0:  # cut off by the length limit, or never closed
             well_formed = False
             content, next_pos = text[pos:], end_of_text
@@ -148,7 +152,7 @@ def scan_response(text: str, protocol: str = DEFAULT_PROTOCOL) -> ResponseScan:
                 observations.append(content)
             expected = _THINK
             continue
-        if grammar.tag.search(content):
+        if "<" in content and grammar.tag.search(content):
             well_formed = False
         if name == "think":
             well_formed &= expected == _THINK

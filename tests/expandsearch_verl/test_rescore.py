@@ -44,7 +44,11 @@ def write_dump(path: Path, records: list, blank_lines: bool = True) -> Path:
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).with_name("expandsearch")), "score", *args]
     return subprocess.run(
-        command, capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        command,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from expandsearch_verl.response_format import extract_answer, parse_search_queries, policy_text, scan_response
+from expandsearch_verl.response_format import (
+    _gap_ok,
+    extract_answer,
+    parse_search_queries,
+    policy_text,
+    scan_response,
+)
 
 OBS = "\n\n<information>Doc 1(Title: Eiffel Tower) Built by Gustave Eiffel's company.</information>\n\n"
 TAGS_OK = (
@@ -139,6 +147,18 @@ def test_two_tool_calls_in_one_turn_are_malformed():
 def test_tool_call_gaps_may_hold_bare_role_lines(residue: str):
     response = f"<think>t</think>{call('q')}{residue}<tool_response>r</tool_response>{residue}<think>u</think><answer>x</answer>"
     assert scan_response(response, "tool_call").format_ok
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["user", "assistant", "tool", "users", "x", " ", "\t", "\n", "\r", "\x0b", "\u2028"])
+    ).map("".join)
+)
+def test_role_residue_gap_rule_is_line_by_line(gap: str):
+    lines_ok = all(line.strip() in {"", "user", "assistant", "tool"} for line in gap.split("\n"))
+    assert _gap_ok(gap, allow_role_residue=True) is lines_ok
+    assert _gap_ok(gap, allow_role_residue=False) is (not gap or gap.isspace())
 
 
 def test_tool_call_gap_with_other_text_is_malformed():
