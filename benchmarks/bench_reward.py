@@ -9,8 +9,9 @@ search (3 variants x top-10, de-duplicated), some with non-ASCII text, and the g
 half of the trajectories. Answers: 40 % correct, 40 % wrong, 10 % malformed, 10 % cut off.
 
 Rows: each protocol with the loop's extra_info (training), and with the response text only
-(rescoring an old dump). The last column runs verl's `search_r1_like_qa_em.compute_score` (EM
-only, no format, no retrieval hit) on the same responses in the same process, for a ratio.
+(rescoring an old dump). verl's `search_r1_like_qa_em.compute_score` (EM only: no format, F1 or
+retrieval hit) runs on the same responses in the same process, for a ratio that load on a shared
+machine does not move much. A second table splits one call into its stages.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from expandsearch_verl.qa_metrics import golden_answers, normalized_golds, score_answer
+from expandsearch_verl.response_format import extract_answer, scan_response
+from expandsearch_verl.retrieval_hit import answer_in_passages
 from expandsearch_verl.reward import compute_score
 
 _VOCABULARY = """
@@ -117,6 +121,24 @@ def rate(score_one: Callable[[int], object], args: argparse.Namespace) -> float:
     return args.samples / best
 
 
+def stage_costs(
+    responses: list[str], truths: list[dict], infos: list[dict], args: argparse.Namespace
+) -> dict:
+    """Microseconds per call of each stage of compute_score, to show where the time goes."""
+    protocol = infos[0]["protocol"]
+    golds = [normalized_golds(golden_answers(truth)) for truth in truths]
+    scans = [scan_response(response, protocol) for response in responses]
+    passages = [info["retrieved_passages"] for info in infos]
+    stages = {
+        "scan (format, counts)": lambda i: scan_response(responses[i], protocol),
+        "extract answer": lambda i: extract_answer(responses[i], protocol),
+        "golds + EM/F1": lambda i: score_answer(extract_answer(responses[i], protocol), golds[i]),
+        "retrieval hit, loop passages": lambda i: answer_in_passages(golds[i], passages[i]),
+        "retrieval hit, observations": lambda i: answer_in_passages(golds[i], scans[i].observations),
+    }
+    return {name: 1e6 / rate(stage, args) for name, stage in stages.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=4000, help="trajectories per protocol")
@@ -127,14 +149,12 @@ def main() -> None:
     from verl.utils.reward_score import search_r1_like_qa_em
 
     rng = random.Random(0)
-    print(
-        "| protocol | extra_info | mean response chars | passages / trajectory | scores/s | verl search_r1_like_qa_em scores/s |"
-    )
-    print("|---|---|---|---|---|---|")
+    rows, stages = [], {}
     for protocol in ("tags", "tool_call"):
         rollouts = [make_trajectory(rng, protocol) for _ in range(args.samples)]
         responses = [response for response, _, _ in rollouts]
         truths = [truth for _, truth, _ in rollouts]
+        chars = statistics.mean(map(len, responses))
         with contextlib.redirect_stdout(io.StringIO()):  # verl prints 1 sample in 64
             verl_rate = rate(
                 partial(_verl_score, search_r1_like_qa_em.compute_score, responses, truths), args
@@ -142,9 +162,20 @@ def main() -> None:
         for label, keep in (("agent loop", None), ("protocol only", ("protocol",))):
             infos = [info if keep is None else {k: info[k] for k in keep} for _, _, info in rollouts]
             ours = rate(partial(_our_score, responses, truths, infos), args)
-            chars = statistics.mean(map(len, responses))
             passages = statistics.mean(len(info.get("retrieved_passages", ())) for info in infos)
-            print(f"| {protocol} | {label} | {chars:.0f} | {passages:.0f} | {ours:,.0f} | {verl_rate:,.0f} |")
+            rows.append(
+                f"| {protocol} | {label} | {chars:.0f} | {passages:.0f} | {ours:,.0f} | {verl_rate:,.0f} | {ours / verl_rate:.2f} |"
+            )
+        stages[protocol] = stage_costs(responses, truths, [info for _, _, info in rollouts], args)
+
+    print(
+        "| protocol | extra_info | response chars | passages | scores/s | verl search_r1_like_qa_em scores/s | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print("\n| stage (us per call) | tags | tool_call |\n|---|---|---|")
+    for name in stages["tags"]:
+        print(f"| {name} | {stages['tags'][name]:.1f} | {stages['tool_call'][name]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -34,14 +34,15 @@ _ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 
 
 def _ascii_stretches(gold: str) -> list[bytes]:
-    """The maximal ASCII stretches inside the tokens of `gold` (empty if a token has none)."""
+    """The maximal ASCII stretches inside the tokens of `gold`, longest (rarest) first; empty if a
+    token has none."""
     stretches = []
     for token in gold.split():
         runs = _ASCII_RUN.findall(token)
         if not runs:
             return []
         stretches += runs
-    return [run.encode() for run in stretches]
+    return sorted({run.encode() for run in stretches}, key=len, reverse=True)
 
 
 def answer_in_passages(golds: Sequence[str], passages: Sequence[str]) -> bool:
@@ -55,7 +56,8 @@ def answer_in_passages(golds: Sequence[str], passages: Sequence[str]) -> bool:
         haystack = joined.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, PUNCTUATION_BYTES)
         return _search(golds, needles, haystack, _SEPARATOR.encode(), passages)
     haystack_str = strip_punctuation(joined.lower())
-    return _search(golds, [gold.split() for gold in golds], haystack_str, _SEPARATOR, passages)
+    tokens = [sorted(set(gold.split()), key=len, reverse=True) for gold in golds]
+    return _search(golds, tokens, haystack_str, _SEPARATOR, passages)
 
 
 def _search(
@@ -65,19 +67,25 @@ def _search(
     separator: AnyStr,
     passages: Sequence[str],
 ) -> bool:
-    """Normalise in full only a passage where a gold's longest needle occurs with all its others.
+    """Normalise in full only a passage where a gold's first needle occurs with all its others.
 
-    `haystack` is the pre-processed passages joined by `separator`; `needles[i]` belong to `golds[i]`.
+    `haystack` is the pre-processed passages joined by `separator`; `needles[i]` belong to `golds[i]`,
+    longest first. Each needle is looked for at most once (gold aliases share words).
     """
-    live = [
-        (gold, parts) for gold, parts in zip(golds, needles, strict=True) if all(n in haystack for n in parts)
-    ]
+    found: dict[AnyStr, bool] = {}
+
+    def in_haystack(needle: AnyStr) -> bool:
+        if needle not in found:
+            found[needle] = needle in haystack
+        return found[needle]
+
+    live = [(gold, parts) for gold, parts in zip(golds, needles, strict=True) if all(map(in_haystack, parts))]
     if not live:
         return False
     if haystack.count(separator) != len(passages) - 1:  # a passage holds the separator itself
         return any(gold in normalize_answer(passage) for passage in passages for gold, _ in live)
     for gold, parts in live:
-        first = max(parts, key=len)
+        first = parts[0]
         pos = haystack.find(first)
         while pos >= 0:
             start = haystack.rfind(separator, 0, pos) + 1
