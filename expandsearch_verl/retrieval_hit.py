@@ -85,14 +85,15 @@ def _search(
     if haystack.count(separator) != len(passages) - 1:  # a passage holds the separator itself
         return any(gold in normalize_answer(passage) for passage in passages for gold, _ in live)
     for gold, parts in live:
-        first = parts[0]
-        pos = haystack.find(first)
-        while pos >= 0:
-            start = haystack.rfind(separator, 0, pos) + 1
+        index, counted = 0, 0  # passage number of haystack[counted]
+        pos = haystack.find(parts[0])
+        while pos >= 0:  # at most once per passage: the next search starts after this one
+            start = haystack.rfind(separator, counted, pos) + 1 or counted
             end = haystack.find(separator, pos)
             end = len(haystack) if end < 0 else end
-            in_piece = all(n in haystack[start:end] for n in parts)
-            if in_piece and gold in normalize_answer(passages[haystack.count(separator, 0, start)]):
+            index, counted = index + haystack.count(separator, counted, start), start
+            piece = haystack[start:end]
+            if all(n in piece for n in parts) and gold in normalize_answer(passages[index]):
                 return True
-            pos = haystack.find(first, max(end, pos + 1))  # a needle may hold the separator
+            pos = haystack.find(parts[0], max(end, pos + 1))  # a needle may hold the separator
     return False

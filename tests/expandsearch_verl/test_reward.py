@@ -285,6 +285,29 @@ def test_never_raises_and_always_returns_the_same_keys_and_types(text: str, extr
         assert scores["has_answer"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "response",
+    [
+        "<think>a</think>" + " " * 200_000 + "x<answer>Eiffel</answer>",  # a long gap, then junk
+        "<think>a</think>" + "\nuser \n" * 30_000 + "?<answer>Eiffel</answer>",
+        "<answer>" * 30_000 + "Eiffel</answer>" + "</answer>" * 10,
+        "<think>" * 30_000 + "<answer>Eiffel</answer>",
+        "<think>a</think><search>" + "q\n" * 50_000 + "</search><answer>Eiffel</answer>",
+    ],
+)
+@pytest.mark.parametrize("protocol", ["tags", "tool_call"])
+def test_adversarial_responses_are_scored_in_linear_time(response: str, protocol: str):
+    """Degenerate generations (runs of white space, tag spam) must not stall a reward worker: each
+    of these took seconds to minutes with a backtracking pattern; all are malformed."""
+    passages = ["e " * 20_000, "Eiffel\n" + "eiffel " * 5_000]
+    scores = compute_score(
+        "nq", response, ["e", "Gustave Eiffel"], {"protocol": protocol, "retrieved_passages": passages}
+    )
+    check_shape(scores)
+    assert scores["format_ok"] == 0.0
+    assert scores["retrieval_hit"] == 1.0
+
+
 def test_non_string_responses_do_not_raise():
     check_shape(compute_score("nq", None, GOLD))  # type: ignore[arg-type]
     check_shape(compute_score("nq", b"<answer>x</answer>", GOLD))  # type: ignore[arg-type]
