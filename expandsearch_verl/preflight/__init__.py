@@ -1,0 +1,66 @@
+"""Preflight checks behind `expandsearch doctor`: everything a GPU job would otherwise discover late.
+
+Each check is a function `(Preflight) -> list[CheckResult]` (pass / warn / fail / skip, with a
+one-line fix); they run in `CHECKS` order because later ones use what earlier ones loaded (the
+composed config, the agent-loop entries, the actor's tokenizer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from expandsearch_verl.preflight.context import Preflight
+from expandsearch_verl.preflight.data import check_train_data, check_val_data
+from expandsearch_verl.preflight.model import check_models
+from expandsearch_verl.preflight.plugin import check_agent_loop, check_reward
+from expandsearch_verl.preflight.ray_nodes import check_ray_nodes
+from expandsearch_verl.preflight.report import CheckResult, Status, skipped
+from expandsearch_verl.preflight.runtime import (
+    check_gpus,
+    check_plugin_install,
+    check_rollout_engine,
+    check_trainer,
+)
+from expandsearch_verl.preflight.services import check_retriever, check_squeezer
+from expandsearch_verl.preflight.verl_config import check_batches, check_config, check_lengths, check_validate
+
+Check = Callable[[Preflight], list[CheckResult]]
+
+# (name, check), in the order they run; `--skip NAME` leaves one out.
+CHECKS: list[tuple[str, Check]] = [
+    ("config", check_config),
+    ("validate", check_validate),
+    ("batches", check_batches),
+    ("lengths", check_lengths),
+    ("reward", check_reward),
+    ("agent-loop", check_agent_loop),
+    ("model", check_models),
+    ("train-data", check_train_data),
+    ("val-data", check_val_data),
+    ("retriever", check_retriever),
+    ("squeezer", check_squeezer),
+    ("plugin", check_plugin_install),
+    ("engine", check_rollout_engine),
+    ("trainer", check_trainer),
+    ("gpus", check_gpus),
+    ("ray-nodes", check_ray_nodes),
+]
+CHECK_NAMES = [name for name, _ in CHECKS]
+
+
+def run_checks(ctx: Preflight, skip: frozenset[str] = frozenset()) -> list[CheckResult]:
+    """Every check in order; a skipped one reports `skip`, and a crashing one reports `fail`."""
+    results: list[CheckResult] = []
+    for name, check in CHECKS:
+        if name in skip:
+            results.append(skipped(name, "--skip"))
+            continue
+        try:
+            results += check(ctx)
+        except Exception as exc:  # a bug or an odd environment in one check must not hide the others
+            results.append(CheckResult(name, Status.FAIL, f"the check itself crashed: {type(exc).__name__}: {exc}",
+                                       "report this with the command line; --skip it to see the rest"))
+    return results
+
+
+__all__ = ["CHECKS", "CHECK_NAMES", "CheckResult", "Preflight", "Status", "run_checks"]
