@@ -92,7 +92,7 @@ def check_batches(ctx: Preflight) -> list[CheckResult]:
     if rows % gpus:
         step = gpus // gcd(gpus, n)
         return [failed(name, f"data.train_batch_size x rollout.n = {prompts} x {n} = {rows} trajectories do not split over {gpus} GPUs",
-                       f"data.train_batch_size={_round_to(prompts, step)} (a multiple of {step})")]
+                       f"data.train_batch_size={_round_to(prompts, step)}")]
     per_gpu = rows // gpus
     problems: list[CheckResult] = []
     actor = "actor_rollout_ref.actor"
