@@ -104,8 +104,9 @@ def check_batches(ctx: Preflight) -> list[CheckResult]:
                                "set both to the same value"))
     if use_reference and not ctx.select("actor_rollout_ref.ref.log_prob_use_dynamic_bsz", False):
         problems += _divides(ctx, name, per_gpu, "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", "rows per GPU in the reference pass")
-    if use_critic:
-        problems += _mini_batches(ctx, name, "critic", prompts, n, gpus)
+    if use_critic:  # critic.ppo_mini_batch_size follows the actor's unless set: report a shared problem once
+        shared = ctx.select("critic.ppo_mini_batch_size") == ctx.select(f"{actor}.ppo_mini_batch_size")
+        problems += _mini_batches(ctx, name, "critic", prompts, n, gpus, check_size=not shared)
         if not ctx.select("critic.use_dynamic_bsz", False):
             problems += _divides(ctx, name, per_gpu, "critic.forward_micro_batch_size_per_gpu", "rows per GPU in the value pass")
     if problems:
@@ -130,10 +131,13 @@ def check_lengths(ctx: Preflight) -> list[CheckResult]:
     return [passed(name, f"prompt {prompt} + response {response} tokens (all turns and observations) fit {held}")]
 
 
-def _mini_batches(ctx: Preflight, name: str, section: str, prompts: int, n: int, gpus: int) -> list[CheckResult]:
+def _mini_batches(ctx: Preflight, name: str, section: str, prompts: int, n: int, gpus: int,
+                  check_size: bool = True) -> list[CheckResult]:
     """`section`'s PPO mini-batches: a divisor of the batch, an even split over GPUs, whole micro-batches."""
     mini = ctx.select(f"{section}.ppo_mini_batch_size")
     key = f"{section}.ppo_mini_batch_size"
+    if (prompts % mini or (mini * n) % gpus) and not check_size:
+        return []
     if prompts % mini:
         return [failed(name, f"data.train_batch_size={prompts} is not a multiple of {key}={mini}",
                        f"{key}={_largest_divisor(prompts, mini)}")]
