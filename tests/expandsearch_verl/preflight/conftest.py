@@ -40,7 +40,7 @@ def small_run(chat_model_dir: Path, prepared_data_dir: Path, write_agent_loop_ya
             f"data.val_files={prepared_data_dir / 'test.parquet'}",
             "data.train_batch_size=16",  # 2 GPUs: 8 rows per GPU per step
             "data.max_prompt_length=1024",  # the tiny tokenizer spends ~540 tokens on a sample prompt
-            "data.max_response_length=1536",
+            "data.max_response_length=2048",  # more than 3 observations of 512 tokens
             "actor_rollout_ref.actor.ppo_mini_batch_size=8",  # 4 rows per GPU per update
             "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
             "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",

@@ -80,4 +80,4 @@ def test_the_papers_batches_pass_on_8_gpus(small_run, preflight):
 
 def test_max_model_len_must_hold_prompt_and_response(small_run, preflight):
     _, results = preflight(small_run("actor_rollout_ref.rollout.max_model_len=2000"), "lengths")
-    assert results[0].status is Status.FAIL and results[0].fix == "actor_rollout_ref.rollout.max_model_len=2560"
+    assert results[0].status is Status.FAIL and results[0].fix == "actor_rollout_ref.rollout.max_model_len=3072"
