@@ -61,18 +61,19 @@ def check_squeezer(ctx: Preflight) -> list[CheckResult]:
                 results.append(skipped(name, f"{url}: unreachable ({type(exc).__name__}); see the retriever check"))
                 continue
             elapsed_ms = (time.perf_counter() - started) * 1000
-            if response.status_code == 200:
-                backend = response.json().get("backend", "?")
-                results.append(passed(name, f"{url}: squeezer '{backend}' summarised a passage in {elapsed_ms:.0f} ms"))
-            elif response.status_code == 501 and squeeze is None:
-                results.append(warned(name, f"{url} has no squeezer; squeeze=null leaves it to the server, so nothing is squeezed",
-                                      "set squeeze=true or false in the agent-loop YAML to say what the run means"))
-            elif response.status_code == 501:
-                results.append(failed(name, f"{url} runs --squeezer none, but the agent loop asks for squeeze=true",
-                                      "start recipes/launch_squeezer.sh and relaunch the retriever with SQUEEZER=openai, or SQUEEZE=false for the no-squeezer ablation"))
-            else:
+            # No squeezer: 200 with backend "none" (the passages come back as they are), or 501 from older servers.
+            backend = "none" if response.status_code == 501 else _json(response).get("backend", "?")
+            if response.status_code not in (200, 501):
                 results.append(failed(name, f"{url}/squeeze answered {response.status_code}: {_detail(response)}",
                                       "check the squeezer server (recipes/launch_squeezer.sh) and the retriever's --squeezer-url / --squeezer-model"))
+            elif backend != "none":
+                results.append(passed(name, f"{url}: squeezer '{backend}' summarised a passage in {elapsed_ms:.0f} ms"))
+            elif squeeze is None:
+                results.append(warned(name, f"{url} has no squeezer; squeeze=null leaves it to the server, so nothing is squeezed",
+                                      "set squeeze=true or false in the agent-loop YAML to say what the run means"))
+            else:
+                results.append(failed(name, f"{url} runs --squeezer none, but the agent loop asks for squeeze=true",
+                                      "start recipes/launch_squeezer.sh and relaunch the retriever with SQUEEZER=openai, or SQUEEZE=false for the no-squeezer ablation"))
     return results
 
 
