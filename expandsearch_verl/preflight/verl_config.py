@@ -86,6 +86,8 @@ def check_batches(ctx: Preflight) -> list[CheckResult]:
         warnings.simplefilter("ignore")
         use_critic, use_reference = need_critic(ctx.config), need_reference_policy(ctx.config)
     gpus = ctx.select("trainer.nnodes", 1) * ctx.select("trainer.n_gpus_per_node", 1)
+    if gpus < 1:
+        return [failed(name, f"trainer.nnodes x trainer.n_gpus_per_node = {gpus}: verl trains on GPUs", "trainer.n_gpus_per_node=8")]
     n = ctx.select("actor_rollout_ref.rollout.n", 1)
     prompts = ctx.select("data.train_batch_size")
     rows = prompts * n

@@ -60,7 +60,8 @@ def test_a_failure_exits_1_with_its_fix_under_it(chat_model_dir, prepared_data_d
     lines = capsys.readouterr().out.splitlines()
     assert status == 1
     failure = next(i for i, line in enumerate(lines) if line.startswith("model ") and " FAIL " in line)
-    assert lines[failure + 1].strip().startswith("fix: point actor_rollout_ref.model.path at a model directory")
+    fix = next(line for line in lines[failure + 1 :] if "fix:" in line)
+    assert fix.strip().startswith("fix: point actor_rollout_ref.model.path at a model directory")
 
 
 def test_json_output_lists_every_result(chat_model_dir, prepared_data_dir, tmp_path, capsys):

@@ -22,10 +22,10 @@ def test_every_node_imports_the_plugin_sees_the_paths_and_reaches_the_retrievers
     small_run, preflight, demo_retriever_url, free_port, chat_model_dir, prepared_data_dir
 ):
     dead = f"http://127.0.0.1:{free_port}"
-    overrides = small_run("trainer.n_gpus_per_node=0", retriever_urls=f"[{demo_retriever_url},{dead}]")
+    overrides = small_run(retriever_urls=f"[{demo_retriever_url},{dead}]")
     _, results = preflight(overrides, "ray-nodes", ray_address="local", timeout_s=3.0)
-    node = results[-1]
-    assert node.status is Status.FAIL, results
+    assert [r.status for r in results] == [Status.FAIL, Status.FAIL], results
+    assert "the cluster has 0 GPU(s); the run asks for 1 x 2" in results[0].detail
+    node = results[1]  # the one alive node: the plugin and 5 paths are fine, one retriever is not
     assert f"cannot reach {dead}" in node.detail and demo_retriever_url not in node.detail
     assert "missing" not in node.detail and "cannot import the plugin" not in node.detail
-    assert [r.status for r in results[:-1]] == []  # one alive node; 0 GPUs asked, 0 present
