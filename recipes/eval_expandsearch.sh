@@ -21,6 +21,7 @@ export MODEL_PATH
 export VAL_ONLY=True
 export ADV_ESTIMATOR=${ADV_ESTIMATOR:-grpo}          # no critic to load: validation only generates and scores
 export USE_KL_LOSS=${USE_KL_LOSS:-False}             # and no reference model
-export TRAIN_FILE=${TRAIN_FILE:-${VAL_FILE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/data/expandsearch/test.parquet}}  # verl builds a train loader anyway
+export DATA_DIR=${DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/data/expandsearch}
+export TRAIN_FILE=${TRAIN_FILE:-${VAL_FILE:-$DATA_DIR/test.parquet}}   # verl builds a train loader even to validate
 export EXPERIMENT_NAME=${EXPERIMENT_NAME:-eval_$(basename "$(dirname "$(dirname "$MODEL_PATH")")")}
 exec bash "$(dirname "${BASH_SOURCE[0]}")/train_expandsearch_ppo_qwen2.5-3b.sh" "$@"
