@@ -24,4 +24,5 @@ export USE_KL_LOSS=${USE_KL_LOSS:-False}             # and no reference model
 export DATA_DIR=${DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/data/expandsearch}
 export TRAIN_FILE=${TRAIN_FILE:-${VAL_FILE:-$DATA_DIR/test.parquet}}   # verl builds a train loader even to validate
 export EXPERIMENT_NAME=${EXPERIMENT_NAME:-eval_$(basename "$(dirname "$(dirname "$MODEL_PATH")")")}
-exec bash "$(dirname "${BASH_SOURCE[0]}")/train_expandsearch_ppo_qwen2.5-3b.sh" "$@"
+# resume_mode=disable: never pick up a training checkpoint from RUN_DIR instead of MODEL_PATH
+exec bash "$(dirname "${BASH_SOURCE[0]}")/train_expandsearch_ppo_qwen2.5-3b.sh" trainer.resume_mode=disable "$@"

@@ -100,7 +100,7 @@ def test_eval_validates_once_without_critic_or_reference(recipe_env, dry_run, ru
     config, use_critic, use_reference = compose_and_validate(dry_run("eval_expandsearch.sh", recipe_env())[3:])
     assert config.trainer.val_only is True and config.trainer.val_before_train is True
     assert not use_critic and not use_reference
-    assert config.data.train_files == config.data.val_files
+    assert config.data.train_files == config.data.val_files and config.trainer.resume_mode == "disable"
     assert config.actor_rollout_ref.rollout.val_kwargs.do_sample is False  # greedy
     env = recipe_env()
     del env["MODEL_PATH"]
