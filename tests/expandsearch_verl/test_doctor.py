@@ -12,39 +12,8 @@ from expandsearch_verl.preflight.report import CheckResult, Status, render_table
 MACHINE_BOUND = ["--skip", "gpus", "--skip", "engine", "--skip", "plugin"]
 
 
-def small_run_overrides(chat_model_dir, prepared_data_dir, yaml_path) -> list[str]:
-    return [
-        "actor_rollout_ref.rollout.name=vllm",
-        f"actor_rollout_ref.model.path={chat_model_dir}",
-        f"critic.model.path={chat_model_dir}",
-        f"data.train_files={prepared_data_dir / 'train.parquet'}",
-        f"data.val_files={prepared_data_dir / 'test.parquet'}",
-        "data.train_batch_size=16",
-        "data.max_prompt_length=1024",
-        "data.max_response_length=2048",
-        "actor_rollout_ref.actor.ppo_mini_batch_size=8",
-        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
-        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
-        "critic.ppo_micro_batch_size_per_gpu=4",
-        "critic.forward_micro_batch_size_per_gpu=8",
-        "trainer.n_gpus_per_node=2",
-        "trainer.use_v1=false",
-        f"actor_rollout_ref.rollout.agent.agent_loop_config_path={yaml_path}",
-        "reward.custom_reward_function.path=pkg://expandsearch_verl.reward",
-    ]
-
-
-def write_yaml(tmp_path, *assignments: str):
-    from expandsearch_verl.config import AgentLoopConfig
-
-    path = tmp_path / "agent_loops.yaml"
-    path.write_text(AgentLoopConfig().with_overrides(list(assignments)).to_yaml())
-    return path
-
-
-def test_a_sound_run_passes_and_exits_0(chat_model_dir, prepared_data_dir, demo_retriever_url, tmp_path, capsys):
-    yaml_path = write_yaml(tmp_path, f"retriever_urls=[{demo_retriever_url}]", "squeeze=false")
-    status = main(["doctor", *MACHINE_BOUND, *small_run_overrides(chat_model_dir, prepared_data_dir, yaml_path)])
+def test_a_sound_run_passes_and_exits_0(small_run, demo_retriever_url, capsys):
+    status = main(["doctor", *MACHINE_BOUND, *small_run(retriever_urls=f"[{demo_retriever_url}]", squeeze="false")])
     out = capsys.readouterr().out
     assert status == 0, out
     assert out.splitlines()[0].split() == ["CHECK", "RESULT", "DETAIL"]
@@ -53,10 +22,8 @@ def test_a_sound_run_passes_and_exits_0(chat_model_dir, prepared_data_dir, demo_
         assert any(line.startswith(name + " ") and " pass " in line for line in out.splitlines()), name
 
 
-def test_a_failure_exits_1_with_its_fix_under_it(chat_model_dir, prepared_data_dir, tmp_path, capsys):
-    yaml_path = write_yaml(tmp_path)
-    overrides = [*small_run_overrides(chat_model_dir, prepared_data_dir, yaml_path), f"actor_rollout_ref.model.path={tmp_path}/missing"]
-    status = main(["doctor", "--skip-network", *MACHINE_BOUND, *overrides])
+def test_a_failure_exits_1_with_its_fix_under_it(small_run, tmp_path, capsys):
+    status = main(["doctor", "--skip-network", *MACHINE_BOUND, *small_run(f"actor_rollout_ref.model.path={tmp_path}/missing")])
     lines = capsys.readouterr().out.splitlines()
     assert status == 1
     failure = next(i for i, line in enumerate(lines) if line.startswith("model ") and " FAIL " in line)
@@ -64,9 +31,8 @@ def test_a_failure_exits_1_with_its_fix_under_it(chat_model_dir, prepared_data_d
     assert fix.strip().startswith("fix: point actor_rollout_ref.model.path at a model directory")
 
 
-def test_json_output_lists_every_result(chat_model_dir, prepared_data_dir, tmp_path, capsys):
-    yaml_path = write_yaml(tmp_path)
-    status = main(["doctor", "--json", "--skip-network", *MACHINE_BOUND, *small_run_overrides(chat_model_dir, prepared_data_dir, yaml_path)])
+def test_json_output_lists_every_result(small_run, capsys):
+    status = main(["doctor", "--json", "--skip-network", *MACHINE_BOUND, *small_run()])
     results = json.loads(capsys.readouterr().out)
     assert status == 0
     assert [r["check"] for r in results if r["check"] in ("gpus", "retriever")] == ["retriever", "gpus"]

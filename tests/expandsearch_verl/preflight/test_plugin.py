@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from expandsearch_verl.preflight.report import Status
 
 
@@ -13,15 +15,15 @@ def test_our_reward_loads_and_scores_the_sample(small_run, preflight):
     assert "scores a correct sample 1 (reward_kwargs: shaping=False)" in results[0].detail
 
 
-def test_an_unimportable_reward_path_fails_with_the_install_fix(small_run, preflight):
-    _, results = preflight(small_run("reward.custom_reward_function.path=pkg://no_such_package.reward"), "reward")
-    assert results[0].status is Status.FAIL and "no_such_package" in results[0].detail
+@pytest.mark.parametrize(
+    ("override", "missing"),
+    [("reward.custom_reward_function.path=pkg://no_such_package.reward", "no_such_package"),
+     ("reward.custom_reward_function.name=no_such_function", "no_such_function")],
+)
+def test_an_unloadable_reward_fails_with_the_install_fix(small_run, preflight, override, missing):
+    _, results = preflight(small_run(override), "reward")
+    assert results[0].status is Status.FAIL and missing in results[0].detail
     assert "pip install -e ." in results[0].fix
-
-
-def test_a_missing_reward_function_name_fails(small_run, preflight):
-    _, results = preflight(small_run("reward.custom_reward_function.name=no_such_function"), "reward")
-    assert results[0].status is Status.FAIL and "no_such_function" in results[0].detail
 
 
 def test_a_bad_reward_kwarg_fails_before_the_first_trajectory(small_run, preflight):
