@@ -17,7 +17,7 @@ from expandsearch_verl import __version__
 
 # name -> (module, one-line help). Later features add their line here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "doctor": ("expandsearch_verl.doctor", "preflight a training run: verl config, batches, reward, agent loop, data, model, services"),
+    "doctor": ("expandsearch_verl.doctor.cli", "preflight a training run: verl config, batches, reward, agent loop, data, model, services"),
     "score": ("expandsearch_verl.rescore", "rescore a JSONL dump of trajectories: EM / F1 per data source"),
 }
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from expandsearch_verl.preflight import Preflight
-from expandsearch_verl.preflight.report import Status
-from expandsearch_verl.preflight.verl_config import check_batches, check_config
+from expandsearch_verl.doctor import Preflight
+from expandsearch_verl.doctor.report import Status
+from expandsearch_verl.doctor.verl_config import check_batches, check_config
 
 TRAINING_RECIPES = [
     "train_expandsearch_ppo_qwen2.5-3b.sh",

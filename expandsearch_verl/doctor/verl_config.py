@@ -14,8 +14,8 @@ import io
 import warnings
 from math import gcd
 
-from expandsearch_verl.preflight.context import Preflight
-from expandsearch_verl.preflight.report import CheckResult, failed, passed, skipped
+from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped
 
 CONFIG_MODULE = "verl.trainer.config"
 CONFIG_NAME = "ppo_trainer"  # what `python -m verl.trainer.main_ppo` composes

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from expandsearch_verl.preflight import runtime
-from expandsearch_verl.preflight.report import Status
+from expandsearch_verl.doctor import runtime
+from expandsearch_verl.doctor.report import Status
 
 
 def fake_python(tmp_path: Path, body: str) -> str:

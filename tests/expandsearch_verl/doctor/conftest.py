@@ -1,6 +1,6 @@
-"""A small, valid run for the doctor's tests to break one piece at a time: the tiny chat model, the
-sample parquet files, an agent-loop YAML written through the loop's own config class, and 2 GPUs'
-worth of batch sizes."""
+"""A small, valid run for the doctor's tests to break one piece at a time (`small_run`: the tiny chat
+model, the sample parquet files, an agent-loop YAML written through the loop's own config class, 2
+GPUs' worth of batch sizes), and `preflight`, which runs chosen checks on it in-process."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from expandsearch_verl.doctor import CHECKS, CheckResult, Preflight
+from expandsearch_verl.doctor.verl_config import check_config
 
 
 @pytest.fixture
@@ -52,3 +55,27 @@ def small_run(chat_model_dir: Path, prepared_data_dir: Path, write_agent_loop_ya
         ]
 
     return overrides
+
+
+# What a check reads from the checks before it (besides the composed config).
+NEEDS = {"train-data": ("agent-loop", "model"), "val-data": ("agent-loop", "model"), "retriever": ("agent-loop",),
+         "squeezer": ("agent-loop",), "ray-nodes": ("agent-loop",)}
+
+
+@pytest.fixture
+def preflight() -> Callable[..., tuple[Preflight, list[CheckResult]]]:
+    """`preflight(overrides, *names, **options)`: compose, run what the named checks need, then the named
+    checks, in the doctor's order; returns the context and the named checks' results."""
+
+    def run(overrides: list[str], *names: str, **options) -> tuple[Preflight, list[CheckResult]]:
+        ctx = Preflight(list(overrides), **options)
+        composed = check_config(ctx)
+        results = composed if "config" in names else []
+        wanted = {need for name in names for need in NEEDS.get(name, ())} | set(names)
+        for name, check in CHECKS[1:]:
+            if name in wanted:
+                found = check(ctx)
+                results += found if name in names else []
+        return ctx, results
+
+    return run

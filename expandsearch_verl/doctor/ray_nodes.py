@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from expandsearch_verl.preflight.context import Preflight
-from expandsearch_verl.preflight.report import CheckResult, failed, passed, skipped, warned
+from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
 WORKER_FIX = "bash recipes/multinode/start_ray_worker.sh on each node (README, 'Multi-node')"
 

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from expandsearch_verl.preflight.report import Status
+from expandsearch_verl.doctor.report import Status
 
 
 def test_our_reward_loads_and_scores_the_sample(small_run, preflight):

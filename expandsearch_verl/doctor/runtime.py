@@ -16,8 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from expandsearch_verl.preflight.context import Preflight
-from expandsearch_verl.preflight.report import CheckResult, failed, passed, skipped, warned
+from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
 ENGINE_MODULES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "tensorrt_llm"}
 GPU_EXTRA_FIX = 'pip install -e ".[gpu]" on every node (verl[verl-core,vllm]==0.9.1 and flash-attn)'

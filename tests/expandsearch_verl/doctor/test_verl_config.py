@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expandsearch_verl.preflight.report import Status
+from expandsearch_verl.doctor.report import Status
 
 FULL_SCALE = [  # the paper's batch sizes on 1 node x 8 GPUs
     "trainer.n_gpus_per_node=8",

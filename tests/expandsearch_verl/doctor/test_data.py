@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expandsearch_verl.preflight.report import Status
+from expandsearch_verl.doctor.report import Status
 
 
 def write_variant(source: Path, target: Path, change) -> Path:

@@ -10,8 +10,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from expandsearch_verl.preflight.context import Preflight
-from expandsearch_verl.preflight.report import CheckResult, failed, passed, skipped, warned
+from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
 TOKEN_ENV = "EXPANDSEARCH_RETRIEVER_TOKEN"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")

@@ -10,8 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from expandsearch_verl.preflight.context import Preflight
-from expandsearch_verl.preflight.report import CheckResult, failed, passed, skipped, warned
+from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expandsearch_verl.preflight.report import Status
+from expandsearch_verl.doctor.report import Status
 
 
 def test_several_nodes_without_a_ray_address_warn(small_run, preflight):

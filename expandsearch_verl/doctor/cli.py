@@ -16,8 +16,8 @@ import argparse
 import os
 import sys
 
-from expandsearch_verl.preflight import CHECK_NAMES, Preflight, Status, run_checks
-from expandsearch_verl.preflight.report import render_json, render_table
+from expandsearch_verl.doctor import CHECK_NAMES, Preflight, Status, run_checks
+from expandsearch_verl.doctor.report import render_json, render_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

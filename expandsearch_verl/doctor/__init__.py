@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from expandsearch_verl.preflight.context import Preflight
-from expandsearch_verl.preflight.data import check_train_data, check_val_data
-from expandsearch_verl.preflight.model import check_models
-from expandsearch_verl.preflight.plugin import check_agent_loop, check_reward
-from expandsearch_verl.preflight.ray_nodes import check_ray_nodes
-from expandsearch_verl.preflight.report import CheckResult, Status, skipped
-from expandsearch_verl.preflight.runtime import (
+from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.data import check_train_data, check_val_data
+from expandsearch_verl.doctor.model import check_models
+from expandsearch_verl.doctor.plugin import check_agent_loop, check_reward
+from expandsearch_verl.doctor.ray_nodes import check_ray_nodes
+from expandsearch_verl.doctor.report import CheckResult, Status, skipped
+from expandsearch_verl.doctor.runtime import (
     check_gpus,
     check_plugin_install,
     check_rollout_engine,
     check_trainer,
 )
-from expandsearch_verl.preflight.services import check_retriever, check_squeezer
-from expandsearch_verl.preflight.verl_config import check_batches, check_config, check_lengths, check_validate
+from expandsearch_verl.doctor.services import check_retriever, check_squeezer
+from expandsearch_verl.doctor.verl_config import check_batches, check_config, check_lengths, check_validate
 
 Check = Callable[[Preflight], list[CheckResult]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from expandsearch_verl.preflight.report import Status
+from expandsearch_verl.doctor.report import Status
 
 
 def test_the_tiny_chat_model_passes(small_run, preflight, chat_model_dir):

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from expandsearch_verl.preflight.context import Preflight
-from expandsearch_verl.preflight.report import CheckResult, failed, passed, skipped, warned
+from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
 PAPER_TEST_SETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
 PROTOCOLS = ("tags", "tool_call")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from expandsearch_verl.cli import main
-from expandsearch_verl.preflight import CHECK_NAMES
-from expandsearch_verl.preflight.report import CheckResult, Status, render_table
+from expandsearch_verl.doctor import CHECK_NAMES
+from expandsearch_verl.doctor.report import CheckResult, Status, render_table
 
 # Facts of this CPU machine, not of the run: no GPU, no vLLM, and maybe a stale editable install.
 MACHINE_BOUND = ["--skip", "gpus", "--skip", "engine", "--skip", "plugin"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expandsearch_verl.preflight.report import Status
+from expandsearch_verl.doctor.report import Status
 
 
 def test_a_running_retriever_passes_with_the_loops_request_shape(small_run, preflight, demo_retriever_url):
