@@ -4,7 +4,8 @@
 #   MODEL_PATH=outputs/expandsearch_ppo_qwen2.5-3b/checkpoints/global_step_1000/actor/huggingface \
 #       bash recipes/eval_expandsearch.sh
 #   # the same checkpoint with another squeezer (the paper swaps Llama-4-Maverick for Llama-3.1-8B at test
-#   # time): a second squeezer and a retriever in front of it, then point the evaluation at that retriever
+#   # time): the squeezer sits behind the retriever, so restart the retriever with the other one (or start a
+#   # second retriever on another port, if the GPUs hold a second 32 GB index) and evaluate through it
 #   MODEL=meta-llama/Llama-3.1-8B-Instruct PORT=8003 bash recipes/launch_squeezer.sh &
 #   SQUEEZER_URL=http://127.0.0.1:8003/v1 SQUEEZER_MODEL=meta-llama/Llama-3.1-8B-Instruct PORT=8002 bash recipes/launch_retriever.sh &
 #   RETRIEVER_URLS=http://127.0.0.1:8002 EXPERIMENT_NAME=eval_llama3.1-8b MODEL_PATH=... bash recipes/eval_expandsearch.sh
