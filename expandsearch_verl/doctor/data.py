@@ -50,7 +50,8 @@ def _check_split(ctx: Preflight, name: str, key: str, train: bool) -> list[Check
     files = [files] if isinstance(files, str) else list(files or [])
     if not files:
         return [failed(name, f"{key} is empty", f"{key}=/absolute/path/{'train' if train else 'test'}.parquet")]
-    results = [_check_file(ctx, name, Path(str(file)).expanduser(), train) for file in files]
+    results = [[skipped(name, f"{file}: a remote path (verl copies it at start); not read here")] if "://" in str(file)
+               else _check_file(ctx, name, Path(str(file)).expanduser(), train) for file in files]
     return [result for group in results for result in group]
 
 

@@ -30,6 +30,11 @@ def test_a_missing_file_fails_with_the_data_prep_command(small_run, preflight, t
     assert results[0].fix == f"prepare it: python -m data_prep --output-dir {tmp_path}"
 
 
+def test_a_remote_path_is_not_read(small_run, preflight):
+    _, results = preflight(small_run("data.val_files=hdfs://cluster/data/test.parquet"), "val-data")
+    assert [r.status for r in results] == [Status.SKIP] and "remote path" in results[0].detail
+
+
 def test_a_file_without_agent_name_fails(small_run, preflight, prepared_data_dir, tmp_path):
     path = write_variant(prepared_data_dir / "train.parquet", tmp_path / "train.parquet", lambda t: t.drop_columns(["agent_name"]))
     _, results = preflight(small_run(f"data.train_files={path}"), "train-data")
