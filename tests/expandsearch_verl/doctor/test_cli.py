@@ -58,3 +58,17 @@ def test_the_table_wraps_details_and_fixes_under_their_check():
     fix = next(line for line in lines if "fix:" in line)
     assert fix.index("fix:") == lines[1].index("word")
     assert lines[-1] == "2 checks: 1 passed, 0 warnings, 1 failed, 0 skipped"
+
+
+def test_a_crashing_check_is_reported_and_the_others_still_run(monkeypatch):
+    from expandsearch_verl import doctor
+    from expandsearch_verl.doctor.report import passed
+
+    def crash(ctx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(doctor, "CHECKS", [("first", crash), ("second", lambda ctx: [passed("second", "ran")])])
+    results = doctor.run_checks(doctor.Preflight([]), skip=frozenset())
+    assert [(r.check, r.status) for r in results] == [("first", Status.FAIL), ("second", Status.PASS)]
+    assert "crashed: RuntimeError: boom" in results[0].detail
+    assert doctor.run_checks(doctor.Preflight([]), skip=frozenset({"first"}))[0].status is Status.SKIP
