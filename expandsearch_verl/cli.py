@@ -16,7 +16,12 @@ import sys
 from expandsearch_verl import __version__
 
 # name -> (module, one-line help). Later features add their line here.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "agent-loop-config": (
+        "expandsearch_verl.agent_loop_config",
+        "print the path of the agent-loop YAML for verl, or write a variant with --set/--output",
+    ),
+}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
