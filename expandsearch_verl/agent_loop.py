@@ -241,17 +241,21 @@ class ExpandSearchAgentLoop(AgentLoopBase):
                 documents=result.documents if result is not None else (),
             )
             if protocol == "tags":
-                added = self.tokenizer.encode(tags_observation(text), add_special_tokens=False)
-                if len(added) <= room:
-                    trajectory.add_inserted_tokens(added)
-                    trajectory.observation_turns += 1
-                    return True
+                added = self._append_information(trajectory, text, room)
             else:
                 added = await self._merge_tool_message(trajectory, action, text, messages, tools, room)
-                if added <= room:
-                    return True
+            if added <= room:
+                trajectory.observation_turns += 1
+                return True
             budget -= added - room  # the wrapper made it overflow: shrink the text by the excess
         return False
+
+    def _append_information(self, trajectory: Trajectory, text: str, room: int) -> int:
+        """`tags`: append `<information>text</information>` if it fits in `room`; returns its size."""
+        token_ids = self.tokenizer.encode(tags_observation(text), add_special_tokens=False)
+        if len(token_ids) <= room:
+            trajectory.add_inserted_tokens(token_ids)
+        return len(token_ids)
 
     async def _merge_tool_message(
         self,
@@ -294,7 +298,6 @@ class ExpandSearchAgentLoop(AgentLoopBase):
         added = len(response_ids) - len(trajectory.response_ids)
         if added <= room:
             trajectory.replace_response(response_ids, mask, logprobs)
-            trajectory.observation_turns += 1
             messages[:] = [*previous, reply]
         return added
 

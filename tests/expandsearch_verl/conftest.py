@@ -323,9 +323,13 @@ def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
 
     from expandsearch_verl.agent_loop_config import shipped_path
 
+    configs: dict[int, Any] = {}
+
     def make(generator: Any, *, response_length: int = 512, **settings: Any):
-        config = OmegaConf.create(OmegaConf.to_container(verl_trainer_config))
-        config.actor_rollout_ref.rollout.response_length = response_length
+        config = configs.get(response_length)
+        if config is None:
+            config = configs[response_length] = OmegaConf.create(OmegaConf.to_container(verl_trainer_config))
+            config.actor_rollout_ref.rollout.response_length = response_length
         entry = OmegaConf.load(shipped_path())[0]
         entry.retriever_urls = [fake_retriever.url]
         for key, value in settings.items():
