@@ -41,7 +41,7 @@ CHAT_TEMPLATE = (
     "{% elif message.role == 'assistant' %}"
     "<|im_start|>assistant{% if message.content %}{{ '\\n' + message.content }}{% endif %}"
     "{% for call in message.tool_calls %}{% set fn = call.function if call.function else call %}"
-    "{{ '\\n' }}<tool_call>\n{\"name\": \"{{ fn.name }}\", \"arguments\": "
+    '{{ \'\\n\' }}<tool_call>\n{"name": "{{ fn.name }}", "arguments": '
     "{% if fn.arguments is string %}{{ fn.arguments }}{% else %}{{ fn.arguments | tojson }}{% endif %}"
     "}\n</tool_call>{% endfor %}<|im_end|>{{ '\\n' }}"
     "{% elif message.role == 'tool' %}"

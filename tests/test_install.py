@@ -66,19 +66,26 @@ def test_offline_models_are_installed(minilm_path: Path, smollm2_gguf: Path):
 
 def test_expandsearch_command_is_installed():
     out = subprocess.run(
-        [Path(sys.executable).with_name("expandsearch"), "--version"], capture_output=True, text=True, check=True
+        [Path(sys.executable).with_name("expandsearch"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.startswith("expandsearch-verl ")
 
 
-@pytest.mark.parametrize("module", ["expandsearch_verl.cli"])
+@pytest.mark.parametrize("module", ["expandsearch_verl.cli", "data_prep"])
 def test_module_cli_help(module: str):
-    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO_ROOT
+    )
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
 
 
 def test_lint_is_clean():
     """`ruff check` over the whole checkout: style drift fails CI, not review."""
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", str(REPO_ROOT)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", str(REPO_ROOT)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
