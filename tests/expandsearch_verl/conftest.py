@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -218,6 +220,13 @@ class RecordingGenerator:
     def _sample(self, prompt_ids: list[int], sampling_params: dict[str, Any]) -> tuple[list[int], list[float]]:
         raise NotImplementedError
 
+    def _emit(self, text: str, sampling_params: dict[str, Any]) -> tuple[list[int], list[float]]:
+        """`text` as an engine would return it: cut at a stop string and at `max_tokens`."""
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        ids = engine_stop(self.tokenizer, ids, sampling_params.get("stop") or [])[: sampling_params["max_tokens"]]
+        start = sum(len(call.token_ids) for call in self.calls)
+        return ids, [-0.001 * (start + k + 1) for k in range(len(ids))]  # distinct, to check alignment
+
 
 class ScriptedGenerator(RecordingGenerator):
     """Replays `turns` (text; the last one repeats) as an engine would emit them."""
@@ -227,11 +236,28 @@ class ScriptedGenerator(RecordingGenerator):
         self.turns = turns
 
     def _sample(self, prompt_ids, sampling_params):
-        text = self.turns[min(len(self.calls), len(self.turns) - 1)]
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        ids = engine_stop(self.tokenizer, ids, sampling_params.get("stop") or [])[: sampling_params["max_tokens"]]
-        start = sum(len(call.token_ids) for call in self.calls)
-        return ids, [-0.001 * (start + k + 1) for k in range(len(ids))]  # distinct, to check alignment
+        return self._emit(self.turns[min(len(self.calls), len(self.turns) - 1)], sampling_params)
+
+
+class RulePolicyGenerator(RecordingGenerator):
+    """A rule-based policy for whole datasets: searches the question in two phrasings, then answers
+    with the title of the first document it read (or the first words of a summary)."""
+
+    def _sample(self, prompt_ids, sampling_params):
+        context = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+        question, trajectory = context.split("Question: ")[-1].split("<|im_end|>", 1)
+        tool_call = "</tool_call>" in sampling_params["stop"]
+        read = trajectory.split("<tool_response>" if tool_call else "<information>")[1:]
+        if not read:
+            variants = [question.strip(), " ".join(word for word in question.split() if len(word) > 3)]
+            if tool_call:
+                call = json.dumps({"name": "search", "arguments": {"query_list": variants}})
+                return self._emit(f"<think>I should search.</think><tool_call>{call}</tool_call>", sampling_params)
+            search = "<search>" + "\n".join(variants) + "</search>"
+            return self._emit("<think>I should search.</think>" + search, sampling_params)
+        titles = re.findall(r"Title: ([^)]*)\)", read[-1])
+        answer = titles[0] if titles else " ".join(read[-1].split()[:3])
+        return self._emit(f"<think>Found it.</think><answer> {answer} </answer>", sampling_params)
 
 
 def engine_stop(tokenizer: Any, ids: list[int], stops: list[str]) -> list[int]:
@@ -287,6 +313,12 @@ def tiny_lm(chat_model_dir: Path):
 def scripted(chat_tokenizer):
     """`scripted(turn1, turn2, ...)` -> a `ScriptedGenerator` (test modules cannot import conftest)."""
     return lambda *turns: ScriptedGenerator(chat_tokenizer, turns=list(turns))
+
+
+@pytest.fixture
+def rule_policy(chat_tokenizer):
+    """`rule_policy()` -> a `RulePolicyGenerator`."""
+    return lambda: RulePolicyGenerator(chat_tokenizer)
 
 
 @pytest.fixture

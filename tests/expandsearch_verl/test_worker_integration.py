@@ -1,0 +1,84 @@
+"""verl's real AgentLoopWorker (no Ray) runs our loop over data_prep's parquet into a DataProto.
+
+The path a training step takes on one worker: data_prep's parquet -> RLHFDataset -> collate_fn ->
+DataProto -> AgentLoopWorker.generate_sequences (it loads our YAML from agent_loop_config_path and
+instantiates the loop per trajectory) -> padded batch with our metrics as columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+from verl.protocol import DataProto
+from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
+
+from data_prep.cli import main as data_prep
+from expandsearch_verl.config import AgentLoopConfig
+from expandsearch_verl.trajectory import METRIC_KEYS
+
+PROMPT_LENGTH, RESPONSE_LENGTH, BATCH = 1024, 512, 6
+
+
+def trainer_config(tmp_path: Path, model_dir: Path, data_dir: Path, loop_yaml: Path):
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        return compose(
+            config_name="ppo_trainer",
+            overrides=[
+                "actor_rollout_ref.rollout.name=vllm",
+                f"actor_rollout_ref.model.path={model_dir}",
+                f"actor_rollout_ref.rollout.agent.agent_loop_config_path={loop_yaml}",
+                f"data.train_files={data_dir / 'train.parquet'}",
+                f"data.max_prompt_length={PROMPT_LENGTH}",
+                f"data.max_response_length={RESPONSE_LENGTH}",
+                f"+data.cache_dir={tmp_path / 'cache'}",
+            ],
+        )
+
+
+def first_batch(config, tokenizer) -> DataProto:
+    data_config = OmegaConf.create(OmegaConf.to_container(config.data, resolve=True))
+    dataset = RLHFDataset(data_files=[config.data.train_files], tokenizer=tokenizer, config=data_config)
+    return DataProto.from_single_dict(next(iter(DataLoader(dataset, batch_size=BATCH, collate_fn=collate_fn))))
+
+
+@pytest.mark.parametrize("protocol", ["tags", "tool_call"])
+async def test_worker_generates_a_batch(tmp_path, chat_model_dir, fake_retriever, rule_policy, protocol, capsys):
+    data_dir = tmp_path / "data"
+    assert data_prep(["--output-dir", str(data_dir), "--protocol", protocol]) == 0
+    loop_yaml = tmp_path / "agent_loops.yaml"
+    loop_yaml.write_text(AgentLoopConfig.from_kwargs(retriever_urls=[fake_retriever.url], squeeze=False).to_yaml())
+    config = trainer_config(tmp_path, chat_model_dir, data_dir, loop_yaml)
+
+    generator = rule_policy()
+    worker = AgentLoopWorker(config, llm_client=generator)
+    output = await worker.generate_sequences(first_batch(config, worker.tokenizer))
+
+    batch = output.batch
+    assert batch["prompts"].shape == (BATCH, PROMPT_LENGTH)
+    assert batch["responses"].shape == batch["response_mask"].shape == (BATCH, RESPONSE_LENGTH)
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (BATCH, PROMPT_LENGTH + RESPONSE_LENGTH)
+    assert batch["rollout_log_probs"].shape == (BATCH, RESPONSE_LENGTH)
+    # the mask marks exactly the policy's tokens, padding included as 0
+    assert int(batch["response_mask"].sum()) == sum(len(call.token_ids) for call in generator.calls)
+    observation = (batch["response_mask"] == 0) & (batch["attention_mask"][:, PROMPT_LENGTH:] == 1)
+    assert int(observation.sum()) == sum(output.non_tensor_batch["observation_tokens"])
+    assert torch.all(batch["rollout_log_probs"][batch["response_mask"] == 0] == 0)
+
+    columns = output.non_tensor_batch
+    assert set(METRIC_KEYS) <= set(columns)
+    assert list(columns["num_searches"]) == [1] * BATCH and list(columns["tool_call_counts"]) == [1] * BATCH
+    assert list(columns["__num_turns__"]) == [4] * BATCH and all(n > 0 for n in columns["num_unique_docs"])
+    assert all(isinstance(ids, list) and ids for ids in columns["retrieved_ids"])
+    assert len(fake_retriever.requests) == BATCH
+    decoded = worker.tokenizer.decode(batch["responses"][0][batch["attention_mask"][0, PROMPT_LENGTH:] == 1])
+    opening = "<information>" if protocol == "tags" else "<tool_response>"
+    assert opening in decoded and "<answer>" in decoded
+    assert np.all(columns["search_failures"] == 0)
+
