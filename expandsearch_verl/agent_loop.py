@@ -39,7 +39,7 @@ from verl.utils.profiler import simple_timer
 from verl.utils.rollout_trace import rollout_trace_op
 
 from expandsearch_verl.config import AGENT_NAME, AgentLoopConfig
-from expandsearch_verl.observation import format_observation, tags_observation
+from expandsearch_verl.observation import Observation, format_observation, tags_ids
 from expandsearch_verl.protocols import (
     PROTOCOLS,
     SEARCH_TOOL_NAME,
@@ -233,7 +233,7 @@ class ExpandSearchAgentLoop(AgentLoopBase):
         budget = min(self.settings.max_observation_tokens, room)
         show_summary = result is not None and result.squeezed and result.summary is not None
         while budget > 0:
-            text = format_observation(
+            observation = format_observation(
                 notes,
                 self.tokenizer,
                 budget,
@@ -241,18 +241,19 @@ class ExpandSearchAgentLoop(AgentLoopBase):
                 documents=result.documents if result is not None else (),
             )
             if protocol == "tags":
-                added = self._append_information(trajectory, text, room)
+                added = self._append_information(trajectory, observation, room)
             else:
-                added = await self._merge_tool_message(trajectory, action, text, messages, tools, room)
+                content = observation.text.strip()
+                added = await self._merge_tool_message(trajectory, action, content, messages, tools, room)
             if added <= room:
                 trajectory.observation_turns += 1
                 return True
             budget -= added - room  # the wrapper made it overflow: shrink the text by the excess
         return False
 
-    def _append_information(self, trajectory: Trajectory, text: str, room: int) -> int:
-        """`tags`: append `<information>text</information>` if it fits in `room`; returns its size."""
-        token_ids = self.tokenizer.encode(tags_observation(text), add_special_tokens=False)
+    def _append_information(self, trajectory: Trajectory, observation: Observation, room: int) -> int:
+        """`tags`: append the observation inside `<information>` if it fits in `room`; returns its size."""
+        token_ids = tags_ids(observation, self.tokenizer)
         if len(token_ids) <= room:
             trajectory.add_inserted_tokens(token_ids)
         return len(token_ids)

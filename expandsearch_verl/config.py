@@ -11,6 +11,7 @@ Each field's `help` says what it means, its unit, and the value the papers used.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -137,7 +138,7 @@ class AgentLoopConfig:
     def validate(self) -> None:
         """Raise `ConfigError` listing every problem at once (key, value, what is allowed)."""
         problems, well_typed = [], set()
-        for name, hint in get_type_hints(type(self)).items():
+        for name, hint in _field_types().items():
             value = getattr(self, name)
             if _matches(value, hint):
                 well_typed.add(name)
@@ -181,6 +182,12 @@ class AgentLoopConfig:
             lines.append(f"  # {item.metadata['help']}")
             lines.append(f"  {item.name}: {json.dumps(getattr(self, item.name))}")
         return "\n".join(lines) + "\n"
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Resolved field annotations (resolving them costs more than the rest of `validate`)."""
+    return get_type_hints(AgentLoopConfig)
 
 
 def _positive(value: float) -> bool:

@@ -6,13 +6,18 @@ import pytest
 from hydra.errors import InstantiationException
 
 from expandsearch_verl.agent_loop import LAST_TURN_NOTICE
-from expandsearch_verl.observation import tags_observation
+from expandsearch_verl.observation import TAGS_CLOSE, TAGS_OPEN
 from expandsearch_verl.protocols import STOP_STRINGS
 from expandsearch_verl.trajectory import METRIC_KEYS
 
 SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
 SEARCH = "<think>I need the tower and its builder.</think><search>Eiffel Tower\nwho built the tower</search>"
 ANSWER = "<think>Found it.</think><answer> Paris </answer>"
+
+
+def information(body: str) -> str:
+    """A `tags` observation as the model reads it."""
+    return TAGS_OPEN + body + "\n\n" + TAGS_CLOSE
 
 
 def observation_text(tokenizer, output) -> list[str]:
@@ -43,8 +48,8 @@ async def test_tags_search_then_answer(make_loop, scripted, run_kwargs, check_ou
     docs = [("Eiffel Tower", "The Eiffel Tower in Paris was built from 1887 to 1889."),
             ("Gustave Eiffel", "Gustave Eiffel was a French engineer whose company built the tower.")]  # fmt: skip
     expected = "\n\n".join(f"Doc {rank} (Title: {title})\n{text}" for rank, (title, text) in enumerate(docs, 1))
-    assert observation_text(chat_tokenizer, output) == [tags_observation(expected)]
-    assert chat_tokenizer.decode(output.response_ids) == SEARCH + tags_observation(expected) + ANSWER
+    assert observation_text(chat_tokenizer, output) == [information(expected)]
+    assert chat_tokenizer.decode(output.response_ids) == SEARCH + information(expected) + ANSWER
     assert output.num_turns == 4  # prompt, assistant, observation, assistant
     fields = output.extra_fields
     assert (fields["num_searches"], fields["num_queries"], fields["tool_call_counts"]) == (1, 2, 1)
@@ -69,7 +74,7 @@ async def test_generation_requests(make_loop, scripted, run_kwargs):
 async def test_squeezed_summary_is_shown(make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever):
     output = await make_loop(scripted(SEARCH, ANSWER)).run(dict(SAMPLING), **run_kwargs())
     (observation,) = observation_text(chat_tokenizer, output)
-    assert observation.startswith("\n\n<information>Summary: ") and "Doc 1" not in observation
+    assert observation.startswith(TAGS_OPEN + "Summary: ") and "Doc 1" not in observation
     assert fake_retriever.requests[0]["squeeze"] is True
     assert output.extra_fields["squeezed_fraction"] == 1.0
 
@@ -116,7 +121,7 @@ async def test_malformed_action_gets_feedback_and_the_trajectory_goes_on(make_lo
     output = await make_loop(generator, max_turns=4).run(dict(SAMPLING), **run_kwargs())
     check_output(output, generator, 512)
     first, second = observation_text(chat_tokenizer, output)
-    assert first.startswith("\n\n<information><search> was opened but never closed with </search>. To search, write")
+    assert first.startswith(TAGS_OPEN + "<search> was opened but never closed with </search>. To search, write")
     assert "only the first 3 were searched" in second
     fields = output.extra_fields
     assert (fields["invalid_actions"], fields["num_searches"], fields["num_queries"]) == (2, 1, 3)
@@ -145,7 +150,7 @@ async def test_observation_budget_keeps_whole_documents(make_loop, scripted, run
     budget = len(chat_tokenizer.encode(first)) + 3  # room for the best document, not for the second
     loop = make_loop(scripted(SEARCH, ANSWER), squeeze=False, max_observation_tokens=budget)
     output = await loop.run(dict(SAMPLING), **run_kwargs())
-    assert observation_text(chat_tokenizer, output) == [tags_observation(first)]
+    assert observation_text(chat_tokenizer, output) == [information(first)]
 
 
 async def test_retrieved_passages_are_capped(make_loop, scripted, run_kwargs):

@@ -23,7 +23,7 @@ async def run_batch(make_loop, scripted, run_kwargs, count: int = 6, **settings)
 
 def failure_notes(tokenizer, output) -> list[str]:
     text = tokenizer.decode(output.response_ids)
-    return [part.split("</information>")[0] for part in text.split("<information>")[1:]]
+    return [part.split("</information>")[0].strip() for part in text.split("<information>")[1:]]
 
 
 @pytest.mark.parametrize(
