@@ -132,6 +132,23 @@ def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_chat_model(tmp_path_factory.mktemp("tiny_qwen2"))
 
 
+@pytest.fixture(scope="session")
+def demo_retriever_url():
+    """Base URL (`http://127.0.0.1:<port>`) of a real `python -m retriever_server serve --demo` subprocess.
+
+    The demo indexes (sample corpus, MiniLM, flat + BM25) are built on first use into the cache dir
+    ($EXPANDSEARCH_CACHE or ~/.cache/expandsearch) and reused while the corpus is unchanged. The
+    server is stopped with SIGTERM (graceful shutdown) at the end of the session; no orphan is left.
+    """
+    from retriever_server.process import ServerProcess
+
+    server = ServerProcess(["--demo"], timeout_s=600)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""

@@ -1,0 +1,61 @@
+"""Build the search service from settings: corpus, encoder, indexes, squeezer (blocking; off the event loop)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from retriever_server.metrics import ServerMetrics
+from retriever_server.service import SearchService
+from retriever_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def set_threads(settings: Settings) -> None:
+    """Pin torch and faiss thread counts (0: every core) so the two never oversubscribe the CPU."""
+    import faiss
+    import torch
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(settings.torch_threads or cores)
+    faiss.omp_set_num_threads(settings.faiss_threads or cores)
+
+
+def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
+    from retriever_server.corpus import CorpusStore
+    from retriever_server.squeezer import build_squeezer
+
+    if settings.demo:
+        from retriever_server.demo import prepare_demo
+
+        settings = prepare_demo(settings)
+    settings.validate()
+    set_threads(settings)
+    corpus = CorpusStore.open(settings.corpus, settings.cache_dir)
+    retrievers = {}
+    encoder_name = None
+    for name in settings.retriever:
+        if name == "dense":
+            from retriever_server.dense import DenseRetriever, Placement
+            from retriever_server.encoder import Encoder, EncoderConfig
+
+            config = EncoderConfig(model=settings.encoder, pooling=settings.pooling, query_prefix=settings.query_prefix,
+                                   passage_prefix=settings.passage_prefix, max_length=settings.max_length,
+                                   normalize=settings.normalize)
+            encoder = Encoder(config, device=settings.device, fp16=settings.fp16, batch_size=settings.max_batch_queries)
+            placement = Placement(tuple(settings.gpus), settings.gpu_shard, settings.gpu_fp16)
+            retrievers[name] = DenseRetriever.load(Path(settings.dense_index), encoder, len(corpus), corpus.fingerprint,
+                                                   placement, settings.ef_search, settings.nprobe)
+            encoder_name = settings.encoder
+        else:
+            from retriever_server.bm25 import BM25Retriever
+
+            retrievers[name] = BM25Retriever(Path(settings.bm25_index), len(corpus), corpus.fingerprint)
+    for retriever in retrievers.values():
+        retriever.search(["warm up"], 1)  # first-call costs (allocations, lazy init) are paid before "ok"
+    metrics.corpus_passages.set(len(corpus))
+    logger.info("serving %s over %d passages", list(retrievers), len(corpus))
+    return SearchService(settings, corpus, retrievers, build_squeezer(settings.squeezer, settings), metrics,
+                         encoder_name)

@@ -1,0 +1,182 @@
+"""The search service behind the routes: cache, micro-batched engine, fusion, squeezer seam.
+
+No FastAPI here: handlers validate, call these coroutines, and map errors to status codes.
+
+`/search` runs, for all variants of one turn:
+  1. normalise the queries; answer what the LRU cache holds;
+  2. send the rest to the retriever's micro-batcher (one engine batch with other requests' queries);
+  3. fuse the per-variant top-k lists into one de-duplicated list (`fusion.fuse`);
+  4. squeeze the fused passages when asked (`squeezer.Squeezer`; a failure degrades to passages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from retriever_server.batching import MicroBatcher, Retriever
+from retriever_server.cache import QueryCache, normalize_query
+from retriever_server.corpus import CorpusStore, Passage
+from retriever_server.fusion import fuse
+from retriever_server.hits import SearchResults
+from retriever_server.metrics import ServerMetrics
+from retriever_server.settings import Settings
+from retriever_server.squeezer import Squeezer, SqueezerUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownRetriever(ValueError):
+    """A request named a retriever this server does not serve."""
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1e3, 3)
+
+
+class SearchService:
+    def __init__(self, settings: Settings, corpus: CorpusStore, retrievers: dict[str, Retriever],
+                 squeezer: Squeezer, metrics: ServerMetrics, encoder_name: str | None = None):
+        self.settings = settings
+        self.corpus = corpus
+        self.retrievers = retrievers
+        self.default_retriever = next(iter(retrievers))
+        self.squeezer = squeezer
+        self.metrics = metrics
+        self.encoder_name = encoder_name
+        self.cache = QueryCache(settings.cache_size)
+        # the one thread that owns the encoder and the indexes
+        self.engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
+        self.batchers = {
+            name: MicroBatcher(
+                retriever, self.engine, enabled=settings.batching, max_batch_queries=settings.max_batch_queries,
+                max_wait_ms=settings.max_wait_ms,
+                on_batch=lambda n_req, n_q, res, name=name: metrics.record_batch(name, n_req, n_q, res.timings_ms),
+            )
+            for name, retriever in retrievers.items()
+        }
+
+    def start(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.start()
+
+    async def stop(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.stop()
+        await self.squeezer.aclose()
+        self.engine.shutdown(wait=True)
+
+    def pick(self, name: str | None) -> str:
+        if name is None:
+            return self.default_retriever
+        if name not in self.retrievers:
+            raise UnknownRetriever(f"retriever {name!r} is not served here; this server serves {list(self.retrievers)}")
+        return name
+
+    async def lookup(self, queries: list[str], k: int, retriever: str) -> tuple[SearchResults, bool]:
+        """Top-k rows of every query, in order; the bool says all came from the cache."""
+        identity = self.retrievers[retriever].identity
+        normalized = [normalize_query(query) for query in queries]
+        rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        missing = []
+        for query in dict.fromkeys(normalized):
+            row = self.cache.get(query, k, identity)
+            if row is None:
+                missing.append(query)
+            else:
+                rows[query] = row
+        self.metrics.queries.labels(retriever).inc(len(queries))
+        self.metrics.cache_hits.inc(len(rows))
+        self.metrics.cache_misses.inc(len(missing))
+        timings = {"encode": 0.0, "search": 0.0}
+        if missing:
+            results = await self.batchers[retriever].search(missing, k)
+            timings = results.timings_ms
+            for i, query in enumerate(missing):
+                row = (results.positions[i].copy(), results.scores[i].copy())
+                rows[query] = row
+                self.cache.put(query, k, identity, row)
+        positions = np.stack([rows[query][0] for query in normalized])
+        scores = np.stack([rows[query][1] for query in normalized])
+        return SearchResults(positions, scores, timings), not missing
+
+    def document(self, position: int) -> dict:
+        passage = self.corpus.passage(position)
+        return {"id": passage.id, "contents": passage.contents, "title": passage.title, "text": passage.text}
+
+    async def retrieve(self, queries: list[str], k: int, return_scores: bool, retriever: str | None) -> dict:
+        """Search-R1's /retrieve: one list per query; items are {document, score} or bare documents."""
+        results, _ = await self.lookup(queries, k, self.pick(retriever))
+        result = []
+        for positions, scores in zip(results.positions.tolist(), results.scores.tolist(), strict=True):
+            documents = []
+            for position, score in zip(positions, scores, strict=True):
+                if position < 0:
+                    break
+                document = self.document(position)
+                documents.append({"document": document, "score": score} if return_scores else document)
+            result.append(documents)
+        return {"result": result}
+
+    async def search(self, queries: list[str], k: int, question: str | None, squeeze: bool | None,
+                     max_documents: int | None, retriever: str | None) -> dict:
+        """ExpandSearch's /search: all variants of a turn fused, de-duplicated, optionally squeezed."""
+        started = time.perf_counter()
+        results, cached = await self.lookup(queries, k, self.pick(retriever))  # steps 1-2
+        fused = fuse(results, self.settings.fusion, self.settings.rrf_k)  # step 3
+        if max_documents is not None:
+            fused = fused[:max_documents]
+        documents = []
+        for hit in fused:
+            passage = self.corpus.passage(hit.position)
+            documents.append({"id": passage.id, "title": passage.title, "text": passage.text,
+                              "score": hit.score, "query_hits": hit.query_hits})
+        per_query = [[self.corpus.passage_id(p) for p in row if p >= 0] for row in results.positions.tolist()]
+        summary, squeeze_error, squeeze_ms = None, None, 0.0
+        if self.settings.squeeze_default if squeeze is None else squeeze:  # step 4
+            squeeze_started = time.perf_counter()
+            passages = [Passage(d["id"], f'"{d["title"]}"\n{d["text"]}', d["title"], d["text"]) for d in documents]
+            summary, squeeze_error = await self._squeeze(queries, passages, question)
+            squeeze_ms = _ms(time.perf_counter() - squeeze_started)
+        return {
+            "documents": documents,
+            "per_query": per_query,
+            "summary": summary,
+            "squeezed": summary is not None,
+            "squeeze_error": squeeze_error,
+            "cached": cached,
+            "timings_ms": {"encode": round(results.timings_ms.get("encode", 0.0), 3),
+                           "search": round(results.timings_ms.get("search", 0.0), 3),
+                           "squeeze": squeeze_ms, "total": _ms(time.perf_counter() - started)},
+        }
+
+    async def _squeeze(self, queries: list[str], passages: list[Passage], question: str | None
+                       ) -> tuple[str | None, str | None]:
+        """(summary, None) or (None, reason): the rollout degrades to passages, it never fails."""
+        timeout = self.settings.squeeze_timeout_s
+        try:
+            return await asyncio.wait_for(self.squeezer.squeeze(queries, passages, question), timeout), None
+        except SqueezerUnavailable as exc:
+            return None, str(exc)
+        except TimeoutError:
+            reason = f"squeezer {self.squeezer.name!r} timed out after {timeout} s"
+        except Exception as exc:
+            reason = f"squeezer {self.squeezer.name!r} failed: {type(exc).__name__}: {exc}"
+        self.metrics.squeeze_failures.inc()
+        logger.warning("%s; returning the fused passages", reason)
+        return None, reason
+
+    async def squeeze(self, queries: list[str], passages: list[Passage], question: str | None) -> dict:
+        """/squeeze: raises SqueezerUnavailable when no backend is configured."""
+        started = time.perf_counter()
+        summary = await asyncio.wait_for(self.squeezer.squeeze(queries, passages, question),
+                                         self.settings.squeeze_timeout_s)
+        return {"summary": summary, "backend": self.squeezer.name, "timings_ms": {"total": _ms(time.perf_counter() - started)}}
+
+    def health(self) -> dict:
+        return {"status": "ok", "corpus_size": len(self.corpus), "retriever": self.default_retriever,
+                "retrievers": list(self.retrievers), "encoder": self.encoder_name, "squeezer": self.squeezer.name}

@@ -1,0 +1,62 @@
+"""Settings: defaults < YAML < flags; every problem reported at once, with its key."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from retriever_server.settings import Settings, add_settings_arguments, settings_from_args
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    return settings_from_args(parser.parse_args(argv))
+
+
+def test_yaml_then_flags(tmp_path):
+    config = tmp_path / "retriever.yaml"
+    config.write_text("corpus: wiki.jsonl\ndense_index: e5_Flat.index\nport: 9000\nretriever: dense,bm25\n"
+                      "bm25_index: bm25\ngpus: [0, 1]\nbatching: false\n")
+    settings = parse(["--config", str(config), "--port", "9100", "--max-wait-ms", "5", "--gpus", "2,3"])
+    assert (settings.corpus, settings.port, settings.max_wait_ms) == ("wiki.jsonl", 9100, 5.0)
+    assert settings.retriever == ["dense", "bm25"] and settings.gpus == [2, 3] and settings.batching is False
+    assert parse(["--config", str(config), "--batching"]).batching is True
+    settings.validate()
+
+
+def test_defaults_are_e5_and_safe():
+    settings = Settings()
+    assert (settings.encoder, settings.query_prefix, settings.passage_prefix, settings.pooling, settings.max_length) == (
+        "intfloat/e5-base-v2", "query: ", "passage: ", "mean", 256)
+    assert settings.host == "127.0.0.1" and settings.auth_token is None
+
+
+def test_unknown_yaml_key(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("corpus: x\nnot_a_setting: 1\n")
+    with pytest.raises(ValueError, match=r"unknown settings \['not_a_setting'\]"):
+        parse(["--config", str(config)])
+
+
+def test_validate_reports_every_problem():
+    settings = Settings(retriever=["dense", "colbert"], max_topk=5, search_topk=10, cache_size=-1, port=0, fusion="sum")
+    with pytest.raises(ValueError) as error:
+        settings.validate()
+    message = str(error.value)
+    for key in ("corpus:", "dense_index:", "retriever:", "search_topk: 10 exceeds max_topk=5", "cache_size:", "port:",
+                "fusion:"):
+        assert key in message
+    Settings(demo=True).validate()  # the demo needs nothing else
+
+
+def test_the_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    import retriever_server
+
+    example = Path(retriever_server.__file__).parent / "retriever.example.yaml"
+    settings = parse(["--config", str(example)])
+    settings.validate()
+    assert settings.gpus == [0, 1] and settings.dense_index.endswith("e5_Flat.index")
