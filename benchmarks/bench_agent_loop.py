@@ -1,6 +1,7 @@
 """Agent-loop benchmarks: the loop's own cost per turn, and many trajectories against one server.
 
     python benchmarks/bench_agent_loop.py                      # starts `retriever_server serve --demo`
+                                                               # (its result cache off)
     python benchmarks/bench_agent_loop.py --retriever-url http://127.0.0.1:8000   # a running server
 
 1. Overhead: `--trajectories` trajectories run one after another, each `--turns` turns (searches,
@@ -26,11 +27,9 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from verl.workers.rollout.replica import TokenOutput
 from expandsearch_verl import observation, retriever_client
 from expandsearch_verl.agent_loop_config import shipped_path
 from expandsearch_verl.config import AgentLoopConfig
+from retriever_server.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
@@ -258,32 +258,6 @@ async def client_only(factory: LoopFactory, questions: list[str], count: int, se
     return time.perf_counter() - started
 
 
-def start_demo_server(port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "retriever_server", "serve", "--demo", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the demo server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                if json.load(response).get("status") == "ok":
-                    return server
-        except OSError:
-            pass
-        time.sleep(0.5)
-    server.kill()
-    raise SystemExit("the demo server did not become ready in 600 s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--retriever-url", help="a running retriever_server (default: start the demo one)")
@@ -300,9 +274,9 @@ def main() -> int:
 
     server = None
     url = args.retriever_url
-    if url is None:
-        port = free_port()
-        server, url = start_demo_server(port), f"http://127.0.0.1:{port}"
+    if url is None:  # the demo server, its result cache off so every search is searched
+        server = ServerProcess(["--demo", "--cache-size", "0"], timeout_s=600)
+        url = server.url
     try:
         tokenizer = load_tokenizer(args.cache_dir)
         config = trainer_config(prompt_length=4096, response_length=3000)  # ExpandSearch's lengths
@@ -354,8 +328,7 @@ def main() -> int:
             )
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
     return 0
 
 

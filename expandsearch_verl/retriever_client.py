@@ -193,10 +193,13 @@ class RetrieverClient:
 
 
 def _detail(response: httpx.Response) -> str:
+    """The server's reason, short: FastAPI's `detail` (a string, or a list of `{"msg": ...}`)."""
     try:
         detail = response.json().get("detail", response.text)
     except (ValueError, AttributeError):
         detail = response.text
+    if isinstance(detail, list):
+        detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
     return str(detail)[:300]
 
 

@@ -37,10 +37,26 @@ from expandsearch_verl.trajectory import METRIC_KEYS
 CORPUS = [
     {"id": "d1", "title": "Paris", "text": "Paris is the capital and largest city of France, on the Seine."},
     {"id": "d2", "title": "Eiffel Tower", "text": "The Eiffel Tower in Paris was built from 1887 to 1889."},
-    {"id": "d3", "title": "Seine", "text": "The Seine is a river that flows through Paris into the English Channel."},
-    {"id": "d4", "title": "Lyon", "text": "Lyon is the third largest city of France, where the Rhone meets the Saone."},
-    {"id": "d5", "title": "Gustave Eiffel", "text": "Gustave Eiffel was a French engineer whose company built the tower."},
-    {"id": "d6", "title": "Louvre", "text": "The Louvre in Paris is the most visited art museum in the world."},
+    {
+        "id": "d3",
+        "title": "Seine",
+        "text": "The Seine is a river that flows through Paris into the English Channel.",
+    },
+    {
+        "id": "d4",
+        "title": "Lyon",
+        "text": "Lyon is the third largest city of France, where the Rhone meets the Saone.",
+    },
+    {
+        "id": "d5",
+        "title": "Gustave Eiffel",
+        "text": "Gustave Eiffel was a French engineer whose company built the tower.",
+    },
+    {
+        "id": "d6",
+        "title": "Louvre",
+        "text": "The Louvre in Paris is the most visited art museum in the world.",
+    },
 ]
 
 
@@ -217,13 +233,17 @@ class RecordingGenerator:
         self.calls.append(GenerateCall(list(prompt_ids), dict(sampling_params), token_ids, log_probs))
         return TokenOutput(token_ids=token_ids, log_probs=log_probs, stop_reason="completed")
 
-    def _sample(self, prompt_ids: list[int], sampling_params: dict[str, Any]) -> tuple[list[int], list[float]]:
+    def _sample(
+        self, prompt_ids: list[int], sampling_params: dict[str, Any]
+    ) -> tuple[list[int], list[float]]:
         raise NotImplementedError
 
     def _emit(self, text: str, sampling_params: dict[str, Any]) -> tuple[list[int], list[float]]:
         """`text` as an engine would return it: cut at a stop string and at `max_tokens`."""
         ids = self.tokenizer.encode(text, add_special_tokens=False)
-        ids = engine_stop(self.tokenizer, ids, sampling_params.get("stop") or [])[: sampling_params["max_tokens"]]
+        ids = engine_stop(self.tokenizer, ids, sampling_params.get("stop") or [])[
+            : sampling_params["max_tokens"]
+        ]
         start = sum(len(call.token_ids) for call in self.calls)
         return ids, [-0.001 * (start + k + 1) for k in range(len(ids))]  # distinct, to check alignment
 
@@ -252,7 +272,9 @@ class RulePolicyGenerator(RecordingGenerator):
             variants = [question.strip(), " ".join(word for word in question.split() if len(word) > 3)]
             if tool_call:
                 call = json.dumps({"name": "search", "arguments": {"query_list": variants}})
-                return self._emit(f"<think>I should search.</think><tool_call>{call}</tool_call>", sampling_params)
+                return self._emit(
+                    f"<think>I should search.</think><tool_call>{call}</tool_call>", sampling_params
+                )
             search = "<search>" + "\n".join(variants) + "</search>"
             return self._emit("<think>I should search.</think>" + search, sampling_params)
         titles = re.findall(r"Title: ([^)]*)\)", read[-1])
@@ -420,13 +442,17 @@ def assert_invariants(output: Any, generator: RecordingGenerator, response_lengt
     tokenizer = generator.tokenizer
     assert tokenizer.decode(model_ids) == tokenizer.decode(generated[: len(model_ids)])
     # Observation tokens: mask 0, log-prob 0.0; model tokens keep the engine's log-probs.
-    assert [lp for lp, m in zip(logprobs, mask, strict=True) if m == 1] == generated_logprobs[: len(model_ids)]
+    assert [lp for lp, m in zip(logprobs, mask, strict=True) if m == 1] == generated_logprobs[
+        : len(model_ids)
+    ]
     assert all(lp == 0.0 for lp, m in zip(logprobs, mask, strict=True) if m == 0)
     # Each turn saw exactly the tokens of the trajectory so far: nothing was re-encoded.
     full = output.prompt_ids + ids
     for call in generator.calls:
         assert call.prompt_ids == full[: len(call.prompt_ids)]
-        assert call.sampling_params["max_tokens"] == response_length - (len(call.prompt_ids) - len(output.prompt_ids))
+        assert call.sampling_params["max_tokens"] == response_length - (
+            len(call.prompt_ids) - len(output.prompt_ids)
+        )
     assert set(METRIC_KEYS) <= set(output.extra_fields)
     assert output.extra_fields["observation_tokens"] == mask.count(0)
 

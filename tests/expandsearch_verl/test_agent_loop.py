@@ -33,7 +33,9 @@ def observation_text(tokenizer, output) -> list[str]:
     return runs
 
 
-async def test_tags_search_then_answer(make_loop, scripted, run_kwargs, check_output, fake_retriever, chat_tokenizer):
+async def test_tags_search_then_answer(
+    make_loop, scripted, run_kwargs, check_output, fake_retriever, chat_tokenizer
+):
     generator = scripted(SEARCH, ANSWER)
     loop = make_loop(generator, squeeze=False, topk=2, max_observation_tokens=10_000)
     output = await loop.run(dict(SAMPLING), **run_kwargs())
@@ -41,13 +43,22 @@ async def test_tags_search_then_answer(make_loop, scripted, run_kwargs, check_ou
 
     # one /search call with both variants
     assert fake_retriever.requests == [
-        {"queries": ["Eiffel Tower", "who built the tower"], "topk": 2, "question": None, "squeeze": False,
-         "max_documents": None}
-    ]  # fmt: skip
+        {
+            "queries": ["Eiffel Tower", "who built the tower"],
+            "topk": 2,
+            "question": None,
+            "squeeze": False,
+            "max_documents": None,
+        }
+    ]
     # the observation is exactly the fused documents inside <information>, as mask-0 tokens
-    docs = [("Eiffel Tower", "The Eiffel Tower in Paris was built from 1887 to 1889."),
-            ("Gustave Eiffel", "Gustave Eiffel was a French engineer whose company built the tower.")]  # fmt: skip
-    expected = "\n\n".join(f"Doc {rank} (Title: {title})\n{text}" for rank, (title, text) in enumerate(docs, 1))
+    docs = [
+        ("Eiffel Tower", "The Eiffel Tower in Paris was built from 1887 to 1889."),
+        ("Gustave Eiffel", "Gustave Eiffel was a French engineer whose company built the tower."),
+    ]
+    expected = "\n\n".join(
+        f"Doc {rank} (Title: {title})\n{text}" for rank, (title, text) in enumerate(docs, 1)
+    )
     assert observation_text(chat_tokenizer, output) == [information(expected)]
     assert chat_tokenizer.decode(output.response_ids) == SEARCH + information(expected) + ANSWER
     assert output.num_turns == 4  # prompt, assistant, observation, assistant
@@ -79,7 +90,9 @@ async def test_squeezed_summary_is_shown(make_loop, scripted, run_kwargs, chat_t
     assert output.extra_fields["squeezed_fraction"] == 1.0
 
 
-async def test_squeezer_failure_falls_back_to_documents(make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever):
+async def test_squeezer_failure_falls_back_to_documents(
+    make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever
+):
     fake_retriever.squeezer_error = "squeezer timed out"
     output = await make_loop(scripted(SEARCH, ANSWER)).run(dict(SAMPLING), **run_kwargs())
     (observation,) = observation_text(chat_tokenizer, output)
@@ -87,11 +100,15 @@ async def test_squeezer_failure_falls_back_to_documents(make_loop, scripted, run
 
 
 async def test_question_is_sent_only_when_asked(make_loop, scripted, run_kwargs, fake_retriever):
-    await make_loop(scripted(SEARCH, ANSWER), send_question=True).run(dict(SAMPLING), **run_kwargs("Who built it?"))
+    await make_loop(scripted(SEARCH, ANSWER), send_question=True).run(
+        dict(SAMPLING), **run_kwargs("Who built it?")
+    )
     assert fake_retriever.requests[0]["question"] == "Who built it?"
 
 
-async def test_answer_in_the_first_turn_ends_without_search(make_loop, scripted, run_kwargs, check_output, fake_retriever):
+async def test_answer_in_the_first_turn_ends_without_search(
+    make_loop, scripted, run_kwargs, check_output, fake_retriever
+):
     generator = scripted(ANSWER, SEARCH)
     output = await make_loop(generator).run(dict(SAMPLING), **run_kwargs())
     check_output(output, generator, 512)
@@ -99,7 +116,9 @@ async def test_answer_in_the_first_turn_ends_without_search(make_loop, scripted,
     assert output.num_turns == 2
 
 
-async def test_last_turn_is_announced_and_its_search_not_run(make_loop, scripted, run_kwargs, check_output, chat_tokenizer, fake_retriever):
+async def test_last_turn_is_announced_and_its_search_not_run(
+    make_loop, scripted, run_kwargs, check_output, chat_tokenizer, fake_retriever
+):
     generator = scripted(SEARCH)  # the model never answers
     output = await make_loop(generator, max_turns=3).run(dict(SAMPLING), **run_kwargs())
     check_output(output, generator, 512)
@@ -116,12 +135,16 @@ async def test_single_turn_budget_never_searches(make_loop, scripted, run_kwargs
     assert len(generator.calls) == 1 and fake_retriever.requests == [] and 0 not in output.response_mask
 
 
-async def test_malformed_action_gets_feedback_and_the_trajectory_goes_on(make_loop, scripted, run_kwargs, check_output, chat_tokenizer):
+async def test_malformed_action_gets_feedback_and_the_trajectory_goes_on(
+    make_loop, scripted, run_kwargs, check_output, chat_tokenizer
+):
     generator = scripted("<think>hmm</think><search>unclosed", "<search>a\nb\nc\nd</search>", ANSWER)
     output = await make_loop(generator, max_turns=4).run(dict(SAMPLING), **run_kwargs())
     check_output(output, generator, 512)
     first, second = observation_text(chat_tokenizer, output)
-    assert first.startswith(TAGS_OPEN + "<search> was opened but never closed with </search>. To search, write")
+    assert first.startswith(
+        TAGS_OPEN + "<search> was opened but never closed with </search>. To search, write"
+    )
     assert "only the first 3 were searched" in second
     fields = output.extra_fields
     assert (fields["invalid_actions"], fields["num_searches"], fields["num_queries"]) == (2, 1, 3)
@@ -135,10 +158,14 @@ async def test_budget_spent_mid_generation_ends(make_loop, scripted, run_kwargs,
 
 
 @pytest.mark.parametrize("response_length", [40, 45, 50, 60, 80, 100, 130])
-async def test_observations_fit_the_remaining_budget(make_loop, scripted, run_kwargs, check_output, response_length):
+async def test_observations_fit_the_remaining_budget(
+    make_loop, scripted, run_kwargs, check_output, response_length
+):
     """Near the end of the budget the observation shrinks, or is left out if nothing would fit."""
     generator = scripted(SEARCH, ANSWER)
-    output = await make_loop(generator, response_length=response_length, squeeze=False).run(dict(SAMPLING), **run_kwargs())
+    output = await make_loop(generator, response_length=response_length, squeeze=False).run(
+        dict(SAMPLING), **run_kwargs()
+    )
     check_output(output, generator, response_length)
     if 0 in output.response_mask:  # an observation was appended: it left room to generate again
         assert len(generator.calls) == 2
@@ -154,8 +181,12 @@ async def test_observation_budget_keeps_whole_documents(make_loop, scripted, run
 
 
 async def test_retrieved_passages_are_capped(make_loop, scripted, run_kwargs):
-    output = await make_loop(scripted(SEARCH, ANSWER), max_retrieved_passages=1).run(dict(SAMPLING), **run_kwargs())
-    assert len(output.extra_fields["retrieved_passages"]) == 1 and len(output.extra_fields["retrieved_ids"]) > 1
+    output = await make_loop(scripted(SEARCH, ANSWER), max_retrieved_passages=1).run(
+        dict(SAMPLING), **run_kwargs()
+    )
+    assert (
+        len(output.extra_fields["retrieved_passages"]) == 1 and len(output.extra_fields["retrieved_ids"]) > 1
+    )
 
 
 async def test_without_logprobs(make_loop, scripted, run_kwargs):
@@ -202,7 +233,9 @@ async def test_row_protocol_wins_over_the_yaml(make_loop, scripted, run_kwargs, 
 
 def test_bad_yaml_settings_fail_at_construction(make_loop, scripted):
     """What a user sees in the worker's log: hydra's wrapper around our ConfigError."""
-    with pytest.raises(InstantiationException, match=r"ConfigError.*unknown agent-loop setting\(s\) \['max_querys'\]"):
+    with pytest.raises(
+        InstantiationException, match=r"ConfigError.*unknown agent-loop setting\(s\) \['max_querys'\]"
+    ):
         make_loop(scripted(ANSWER), max_querys=3)
     with pytest.raises(InstantiationException, match="topk=0: must be > 0"):
         make_loop(scripted(ANSWER), topk=0)

@@ -16,7 +16,10 @@ async def run_batch(make_loop, scripted, run_kwargs, count: int = 6, **settings)
     """`count` concurrent trajectories (as one AgentLoopWorker runs them), each searching twice."""
     generators = [scripted(SEARCH, SEARCH, ANSWER) for _ in range(count)]
     outputs = await asyncio.gather(
-        *[make_loop(generator, **FAST_RETRIES, **settings).run(dict(SAMPLING), **run_kwargs()) for generator in generators]
+        *[
+            make_loop(generator, **FAST_RETRIES, **settings).run(dict(SAMPLING), **run_kwargs())
+            for generator in generators
+        ]
     )
     return generators, outputs
 
@@ -56,7 +59,9 @@ async def test_every_trajectory_completes_and_counts_its_failures(
         assert len(notes) == 2 and all(note.startswith("The search failed: " + reason) for note in notes)
 
 
-async def test_one_dead_replica_of_two_costs_nothing(make_loop, scripted, run_kwargs, check_output, fake_retriever, dead_url):
+async def test_one_dead_replica_of_two_costs_nothing(
+    make_loop, scripted, run_kwargs, check_output, fake_retriever, dead_url
+):
     generators, outputs = await run_batch(
         make_loop, scripted, run_kwargs, count=8, retriever_urls=[dead_url, fake_retriever.url]
     )

@@ -19,20 +19,61 @@ from expandsearch_verl import retriever_client
 SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
 
 FRAGMENTS = [
-    "<search>", "</search>", "<answer>", "</answer>", "<tool_call>", "</tool_call>", "<think>", "</think>",
-    "<information>", "</information>", "\n", "Eiffel Tower", "Paris", " ", "<|im_end|>", "<|im_start|>",
-    '{"name": "search", "arguments": {"query_list": [', '"Eiffel Tower"', ", ", '"Seine"', "]}}", "}", "{",
-    '"arguments": "{\\"query_list\\": [\\"x\\"]}"', "null", "3", '"search"', '"name"', "x" * 80, "é🌉ß中文",
-    "\ufffd", "\x00", "\\", '"',
-]  # fmt: skip
-queries = st.lists(st.one_of(st.text(max_size=30), st.sampled_from(["Eiffel Tower", "Paris", "x" * 500])), max_size=6)
+    "<search>",
+    "</search>",
+    "<answer>",
+    "</answer>",
+    "<tool_call>",
+    "</tool_call>",
+    "<think>",
+    "</think>",
+    "<information>",
+    "</information>",
+    "\n",
+    "Eiffel Tower",
+    "Paris",
+    " ",
+    "<|im_end|>",
+    "<|im_start|>",
+    '{"name": "search", "arguments": {"query_list": [',
+    '"Eiffel Tower"',
+    ", ",
+    '"Seine"',
+    "]}}",
+    "}",
+    "{",
+    '"arguments": "{\\"query_list\\": [\\"x\\"]}"',
+    "null",
+    "3",
+    '"search"',
+    '"name"',
+    "x" * 80,
+    "é🌉ß中文",
+    "\ufffd",
+    "\x00",
+    "\\",
+    '"',
+]
+queries = st.lists(
+    st.one_of(st.text(max_size=30), st.sampled_from(["Eiffel Tower", "Paris", "x" * 500])), max_size=6
+)
 around = st.text(max_size=20)
-tags_search = st.builds(lambda pre, qs, post: f"{pre}<search>{chr(10).join(qs)}</search>{post}", around, queries, around)
+tags_search = st.builds(
+    lambda pre, qs, post: f"{pre}<search>{chr(10).join(qs)}</search>{post}", around, queries, around
+)
 tool_search = st.builds(
-    lambda pre, qs, ascii_only, post: pre + "<tool_call>"
-    + json.dumps({"name": "search", "arguments": {"query_list": qs}}, ensure_ascii=ascii_only) + "</tool_call>" + post,
-    around, st.lists(st.one_of(st.text(max_size=30), st.integers(), st.none()), max_size=6), st.booleans(), around,
-)  # fmt: skip
+    lambda pre, qs, ascii_only, post: (
+        pre
+        + "<tool_call>"
+        + json.dumps({"name": "search", "arguments": {"query_list": qs}}, ensure_ascii=ascii_only)
+        + "</tool_call>"
+        + post
+    ),
+    around,
+    st.lists(st.one_of(st.text(max_size=30), st.integers(), st.none()), max_size=6),
+    st.booleans(),
+    around,
+)
 answer = st.builds(lambda text: f"<answer>{text}</answer>", around)
 turn_text = st.one_of(
     st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("".join),
@@ -41,7 +82,9 @@ turn_text = st.one_of(
     tags_search,
     tool_search,
     answer,
-    st.builds(lambda text, cut: text[:cut], st.one_of(tags_search, tool_search), st.integers(0, 80)),  # cut short
+    st.builds(
+        lambda text, cut: text[:cut], st.one_of(tags_search, tool_search), st.integers(0, 80)
+    ),  # cut short
 )
 
 
@@ -62,20 +105,36 @@ def run_in_fresh_loop(coroutine_factory):
 @given(
     turns=st.lists(turn_text, min_size=1, max_size=5),
     protocol=st.sampled_from(["tags", "tool_call"]),
-    response_length=st.sampled_from([1, 8, 33, 80, 150, 300, 450, 600, 800, 1000]),  # integers() favours tiny ones
+    response_length=st.sampled_from(
+        [1, 8, 33, 80, 150, 300, 450, 600, 800, 1000]
+    ),  # integers() favours tiny ones
     max_observation_tokens=st.sampled_from([1, 5, 20, 60, 150, 300]),
     max_turns=st.sampled_from([1, 2, 3, 4, 5]),
     squeeze=st.booleans(),
 )
 def test_fuzzed_model_outputs(
-    make_loop, scripted, run_kwargs, check_output, turns, protocol, response_length, max_observation_tokens,
-    max_turns, squeeze,
-):  # fmt: skip
+    make_loop,
+    scripted,
+    run_kwargs,
+    check_output,
+    turns,
+    protocol,
+    response_length,
+    max_observation_tokens,
+    max_turns,
+    squeeze,
+):
     generator = scripted(*turns)
 
     async def rollout():  # built inside the running loop, as AgentLoopWorker does
-        loop = make_loop(generator, response_length=response_length, max_observation_tokens=max_observation_tokens,
-                         max_turns=max_turns, squeeze=squeeze, max_query_chars=200)  # fmt: skip
+        loop = make_loop(
+            generator,
+            response_length=response_length,
+            max_observation_tokens=max_observation_tokens,
+            max_turns=max_turns,
+            squeeze=squeeze,
+            max_query_chars=200,
+        )
         return await loop.run(dict(SAMPLING), **run_kwargs(protocol=protocol))
 
     output = run_in_fresh_loop(rollout)

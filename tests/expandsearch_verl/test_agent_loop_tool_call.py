@@ -47,7 +47,9 @@ async def test_prompt_lists_the_search_tool(make_loop, scripted, loop_kwargs, ch
     assert prompt.endswith("<|im_start|>user\nWhere is the Eiffel Tower?<|im_end|>\n<|im_start|>assistant\n")
 
 
-async def test_tool_result_has_the_templates_scaffold(make_loop, scripted, loop_kwargs, check_output, chat_tokenizer, fake_retriever):
+async def test_tool_result_has_the_templates_scaffold(
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer, fake_retriever
+):
     generator = scripted(CALL, ANSWER)
     loop = make_loop(generator, squeeze=False, topk=2, max_observation_tokens=10_000)
     output = await loop.run(dict(SAMPLING), **loop_kwargs())
@@ -63,36 +65,54 @@ async def test_tool_result_has_the_templates_scaffold(make_loop, scripted, loop_
 
 async def test_template_rendering_matches_token_for_token(make_loop, scripted, loop_kwargs, chat_tokenizer):
     """The inserted ids are the template's own ids for that turn, not a re-encoding of our text."""
-    output = await make_loop(scripted(CALL, ANSWER), squeeze=False, topk=1).run(dict(SAMPLING), **loop_kwargs())
+    output = await make_loop(scripted(CALL, ANSWER), squeeze=False, topk=1).run(
+        dict(SAMPLING), **loop_kwargs()
+    )
     (run,) = inserted_runs(chat_tokenizer, output)
     inserted = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if m == 0]
-    messages = [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}, {"role": "tool", "content": DOC_1}]
+    messages = [
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+        {"role": "tool", "content": DOC_1},
+    ]
     rendered = chat_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert rendered.endswith(run.removeprefix("<|im_end|>"))
     assert inserted[1:] == chat_tokenizer.encode(run.removeprefix("<|im_end|>"), add_special_tokens=False)
 
 
-async def test_no_call_is_answered_as_the_user(make_loop, scripted, loop_kwargs, check_output, chat_tokenizer):
+async def test_no_call_is_answered_as_the_user(
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer
+):
     generator = scripted("I believe it is in Paris.<|im_end|>", ANSWER)
     output = await make_loop(generator).run(dict(SAMPLING), **loop_kwargs())
     check_output(output, generator, 512)
     (run,) = inserted_runs(chat_tokenizer, output)
     # the model closed its turn itself: nothing forced, the builder only adds the newline
-    assert run.startswith("\n<|im_start|>user\nthe turn ended without a search or an answer. To search, write <tool_call>")
+    assert run.startswith(
+        "\n<|im_start|>user\nthe turn ended without a search or an answer. To search, write <tool_call>"
+    )
     assert output.extra_fields["invalid_actions"] == 1 and output.extra_fields["num_searches"] == 0
 
 
-async def test_malformed_call_is_answered_by_the_tool(make_loop, scripted, loop_kwargs, check_output, chat_tokenizer):
-    generator = scripted('<tool_call>{"name": "search", "arguments": {"query_list": ["a"]</tool_call>', ANSWER)
+async def test_malformed_call_is_answered_by_the_tool(
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer
+):
+    generator = scripted(
+        '<tool_call>{"name": "search", "arguments": {"query_list": ["a"]</tool_call>', ANSWER
+    )
     output = await make_loop(generator).run(dict(SAMPLING), **loop_kwargs())
     check_output(output, generator, 512)
     (run,) = inserted_runs(chat_tokenizer, output)
-    assert run.startswith("<|im_end|>\n<|im_start|>user\n<tool_response>\nthe <tool_call> body is not valid JSON")
+    assert run.startswith(
+        "<|im_end|>\n<|im_start|>user\n<tool_response>\nthe <tool_call> body is not valid JSON"
+    )
     assert output.extra_fields["invalid_actions"] == 1
 
 
 @pytest.mark.parametrize("response_length", [60, 70, 80, 90, 100, 120, 160])
-async def test_tool_results_fit_the_remaining_budget(make_loop, scripted, loop_kwargs, check_output, response_length):
+async def test_tool_results_fit_the_remaining_budget(
+    make_loop, scripted, loop_kwargs, check_output, response_length
+):
     generator = scripted(CALL, ANSWER)
     loop = make_loop(generator, response_length=response_length, squeeze=False)
     output = await loop.run(dict(SAMPLING), **loop_kwargs())
@@ -101,7 +121,9 @@ async def test_tool_results_fit_the_remaining_budget(make_loop, scripted, loop_k
         assert len(generator.calls) == 2
 
 
-async def test_two_searches_keep_an_append_only_history(make_loop, scripted, loop_kwargs, check_output, chat_tokenizer):
+async def test_two_searches_keep_an_append_only_history(
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer
+):
     second = CALL.replace("Eiffel Tower", "Seine river")
     generator = scripted(CALL, second, ANSWER)
     output = await make_loop(generator, squeeze=True, max_turns=3).run(dict(SAMPLING), **loop_kwargs())

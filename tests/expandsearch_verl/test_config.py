@@ -80,7 +80,11 @@ def test_every_problem_is_reported_at_once():
         ("squeeze=null", "squeeze", None),
         ("topk=3", "topk", 3),
         ("timeout_s=5", "timeout_s", 5),
-        ("retriever_urls=[http://a:8000,http://b:8000]", "retriever_urls", ["http://a:8000", "http://b:8000"]),
+        (
+            "retriever_urls=[http://a:8000,http://b:8000]",
+            "retriever_urls",
+            ["http://a:8000", "http://b:8000"],
+        ),
         ("retriever_urls=http://a:8000,http://b:8000", "retriever_urls", ["http://a:8000", "http://b:8000"]),
         ("protocol=tool_call", "protocol", "tool_call"),
         ("max_documents=", "max_documents", None),

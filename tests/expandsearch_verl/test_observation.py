@@ -11,9 +11,7 @@ from tokenizers import Regex, pre_tokenizers
 from expandsearch_verl.observation import TAGS_CLOSE, TAGS_OPEN, format_document, format_observation, tags_ids
 
 # The pre-tokenizer of Qwen2 / Qwen2.5 (tokenizer.json), for the exactness check.
-QWEN_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+QWEN_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 
 @dataclass
@@ -35,7 +33,10 @@ def qwen_style(chat_tokenizer):
     """The test tokenizer with Qwen's pre-tokenizer."""
     tokenizer = copy.deepcopy(chat_tokenizer)
     tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        [
+            pre_tokenizers.Split(Regex(QWEN_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
     return tokenizer
 
@@ -60,7 +61,9 @@ def test_budget_bounds_the_ids_and_documents_stay_whole(chat_tokenizer, budget: 
     assert chat_tokenizer.decode(observation.token_ids) == observation.text
     blocks = [block for block in observation.text.split("\n\n") if block]
     shown = [block for block in blocks if block.startswith("Doc ")]
-    if shown != blocks[len(blocks) - len(shown) :] or (shown and not shown[-1].endswith(DOCS[len(shown) - 1].text)):
+    if shown != blocks[len(blocks) - len(shown) :] or (
+        shown and not shown[-1].endswith(DOCS[len(shown) - 1].text)
+    ):
         assert not notes and len(shown) == 1  # only a lone first document may be cut
     else:  # the documents are a complete prefix of the ranking, and the next one would not have fitted
         assert shown == [format_document(rank, doc) for rank, doc in enumerate(DOCS[: len(shown)], start=1)]
@@ -119,11 +122,16 @@ def test_document_ids_are_cached(chat_tokenizer, monkeypatch):
     format_observation([], chat_tokenizer, 10_000, documents=DOCS)  # warm
     calls = []
     original = type(chat_tokenizer).__call__
-    monkeypatch.setattr(type(chat_tokenizer), "__call__", lambda self, *a, **k: calls.append(a) or original(self, *a, **k))
+    monkeypatch.setattr(
+        type(chat_tokenizer), "__call__", lambda self, *a, **k: calls.append(a) or original(self, *a, **k)
+    )
     again = format_observation([], chat_tokenizer, 10_000, documents=DOCS)
     assert calls == [] and chat_tokenizer.decode(again.token_ids) == again.text
 
 
 def test_tags_wrapper(chat_tokenizer):
     observation = format_observation(["x."], chat_tokenizer, 100)
-    assert chat_tokenizer.decode(tags_ids(observation, chat_tokenizer)) == "\n\n<information>\nx.\n\n</information>\n\n"
+    assert (
+        chat_tokenizer.decode(tags_ids(observation, chat_tokenizer))
+        == "\n\n<information>\nx.\n\n</information>\n\n"
+    )

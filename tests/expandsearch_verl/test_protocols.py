@@ -19,12 +19,16 @@ LIMITS = QueryLimits(max_queries=3, max_query_chars=40)
 
 
 def call(arguments: object, name: str = "search") -> str:
-    return "<think>plan</think><tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
+    return (
+        "<think>plan</think><tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- tags
 def test_tags_search_one_query_per_line():
-    action = parse_action("<think>two needs</think><search>\n Eiffel  Tower \n\nwho built it\n</search>", "tags", LIMITS)
+    action = parse_action(
+        "<think>two needs</think><search>\n Eiffel  Tower \n\nwho built it\n</search>", "tags", LIMITS
+    )
     assert (action.kind, action.queries, action.problems) == ("search", ["Eiffel Tower", "who built it"], [])
 
 
@@ -51,7 +55,9 @@ def test_tags_duplicates_are_dropped_case_insensitively_keeping_order():
 def test_tags_too_many_queries_are_capped_with_a_note():
     action = parse_action("<search>a\nb\nc\nd\ne</search>", "tags", LIMITS)
     assert action.kind == "search" and action.queries == ["a", "b", "c"]
-    assert action.problems == ["5 different queries were given but one search takes at most 3; only the first 3 were searched."]
+    assert action.problems == [
+        "5 different queries were given but one search takes at most 3; only the first 3 were searched."
+    ]
 
 
 def test_tags_too_long_query_is_refused_the_rest_searched():
@@ -83,7 +89,10 @@ def test_tags_malformed_actions_say_what_is_wrong(text: str, problem: str):
 def test_tool_call_search():
     action = parse_action(call({"query_list": ["Eiffel Tower", "tower builder"]}), "tool_call", LIMITS)
     assert (action.kind, action.queries) == ("search", ["Eiffel Tower", "tower builder"])
-    assert action.tool_call == {"name": "search", "arguments": {"query_list": ["Eiffel Tower", "tower builder"]}}
+    assert action.tool_call == {
+        "name": "search",
+        "arguments": {"query_list": ["Eiffel Tower", "tower builder"]},
+    }
     assert action.content == "<think>plan</think>"
 
 
@@ -99,13 +108,19 @@ def test_tool_call_answer():
 def test_tool_call_non_string_items_are_skipped_with_a_note():
     action = parse_action(call({"query_list": ["a", 3, None, "b"]}), "tool_call", LIMITS)
     assert action.queries == ["a", "b"]
-    assert action.problems == ["query 2 is int, not a string; it was skipped.", "query 3 is NoneType, not a string; it was skipped."]
+    assert action.problems == [
+        "query 2 is int, not a string; it was skipped.",
+        "query 3 is NoneType, not a string; it was skipped.",
+    ]
 
 
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ('<tool_call>{"name": "search", "arguments": {"query_list": ["a"]}</tool_call>', "the <tool_call> body is not valid JSON"),
+        (
+            '<tool_call>{"name": "search", "arguments": {"query_list": ["a"]}</tool_call>',
+            "the <tool_call> body is not valid JSON",
+        ),
         ("<tool_call>[1, 2]</tool_call>", "the <tool_call> body must be a JSON object"),
         (call({"query_list": ["a"]}, name="lookup"), "unknown tool 'lookup'; the only tool is 'search'."),
         (call({"query": "a"}), '"arguments" must be an object with "query_list"'),
@@ -113,7 +128,10 @@ def test_tool_call_non_string_items_are_skipped_with_a_note():
         (call("not json"), '"arguments" must be an object with "query_list"'),
         (call({"query_list": []}), "the search held no query."),
         (call({"query_list": ["  ", ""]}), "the search held no query."),
-        ('<tool_call>{"name": "search", "arguments": {"query_list": ["a"]}}', "<tool_call> was opened but never closed"),
+        (
+            '<tool_call>{"name": "search", "arguments": {"query_list": ["a"]}}',
+            "<tool_call> was opened but never closed",
+        ),
         ("<search>a</search>", "the turn ended without a search or an answer."),
     ],
 )

@@ -20,9 +20,14 @@ async def test_one_request_carries_every_variant_and_the_settings(fake_retriever
     client = client_for(fake_retriever.url, topk=2, max_documents=3)
     result = await client.search(["Eiffel Tower", "who built the tower"], question="Q?", squeeze=False)
     assert fake_retriever.requests == [
-        {"queries": ["Eiffel Tower", "who built the tower"], "topk": 2, "question": "Q?", "squeeze": False,
-         "max_documents": 3}
-    ]  # fmt: skip
+        {
+            "queries": ["Eiffel Tower", "who built the tower"],
+            "topk": 2,
+            "question": "Q?",
+            "squeeze": False,
+            "max_documents": 3,
+        }
+    ]
     assert [doc.id for doc in result.documents] == ["d2", "d5"]
     assert result.summary is None and not result.squeezed
     assert client.stats.requests == 1 and client.stats.retries == 0
@@ -43,12 +48,16 @@ async def test_transient_503_is_retried(fake_retriever):
 async def test_422_is_not_retried_and_says_why(fake_retriever):
     fake_retriever.mode = "422"
     client = client_for(fake_retriever.url, max_retries=3)
-    with pytest.raises(SearchError, match="refused the request: queries\\[0\\]: longer than max_query_chars=40"):
+    with pytest.raises(
+        SearchError, match="refused the request: queries\\[0\\]: longer than max_query_chars=40"
+    ):
         await client.search(["Paris"])
     assert len(fake_retriever.requests) == 1 and client.stats.failed_searches == 1
 
 
-@pytest.mark.parametrize(("mode", "reason"), [("500", "HTTP 500"), ("garbage", "not a valid /search response")])
+@pytest.mark.parametrize(
+    ("mode", "reason"), [("500", "HTTP 500"), ("garbage", "not a valid /search response")]
+)
 async def test_server_errors_are_retried_then_reported(fake_retriever, mode: str, reason: str):
     fake_retriever.mode = mode
     client = client_for(fake_retriever.url, max_retries=2, breaker_failures=10)
@@ -111,9 +120,15 @@ async def test_breaker_probes_again_after_the_cooldown(fake_retriever):
 
 async def test_shared_client_is_one_per_settings_and_loop(fake_retriever):
     config = AgentLoopConfig.from_kwargs(retriever_urls=[fake_retriever.url])
-    assert shared_client(config) is shared_client(AgentLoopConfig.from_kwargs(retriever_urls=[fake_retriever.url]))
+    assert shared_client(config) is shared_client(
+        AgentLoopConfig.from_kwargs(retriever_urls=[fake_retriever.url])
+    )
     # settings that only shape the observation share the pool; ones that shape requests do not
-    assert shared_client(config) is shared_client(AgentLoopConfig.from_kwargs(
-        retriever_urls=[fake_retriever.url], max_observation_tokens=64, protocol="tool_call"))  # fmt: skip
-    assert shared_client(config) is not shared_client(AgentLoopConfig.from_kwargs(
-        retriever_urls=[fake_retriever.url], topk=2))  # fmt: skip
+    assert shared_client(config) is shared_client(
+        AgentLoopConfig.from_kwargs(
+            retriever_urls=[fake_retriever.url], max_observation_tokens=64, protocol="tool_call"
+        )
+    )
+    assert shared_client(config) is not shared_client(
+        AgentLoopConfig.from_kwargs(retriever_urls=[fake_retriever.url], topk=2)
+    )

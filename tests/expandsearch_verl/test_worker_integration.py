@@ -2,7 +2,8 @@
 
 The path a training step takes on one worker: data_prep's parquet -> RLHFDataset -> collate_fn ->
 DataProto -> AgentLoopWorker.generate_sequences (it loads our YAML from agent_loop_config_path and
-instantiates the loop per trajectory) -> padded batch with our metrics as columns.
+instantiates the loop per trajectory; every search goes to the real retriever_server, `serve
+--demo`, on loopback) -> padded batch with our metrics as columns.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from data_prep.cli import main as data_prep
 from expandsearch_verl.config import AgentLoopConfig
 from expandsearch_verl.trajectory import METRIC_KEYS
 
-PROMPT_LENGTH, RESPONSE_LENGTH, BATCH = 1024, 512, 6
+PROMPT_LENGTH, RESPONSE_LENGTH, BATCH = 1024, 1024, 6
 
 
 def trainer_config(tmp_path: Path, model_dir: Path, data_dir: Path, loop_yaml: Path):
+    """verl's trainer config for this run, resolved as main_ppo resolves it."""
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        return compose(
+        config = compose(
             config_name="ppo_trainer",
             overrides=[
                 "actor_rollout_ref.rollout.name=vllm",
@@ -40,20 +42,28 @@ def trainer_config(tmp_path: Path, model_dir: Path, data_dir: Path, loop_yaml: P
                 f"+data.cache_dir={tmp_path / 'cache'}",
             ],
         )
+    OmegaConf.resolve(config)
+    return config
 
 
 def first_batch(config, tokenizer) -> DataProto:
     data_config = OmegaConf.create(OmegaConf.to_container(config.data, resolve=True))
     dataset = RLHFDataset(data_files=[config.data.train_files], tokenizer=tokenizer, config=data_config)
-    return DataProto.from_single_dict(next(iter(DataLoader(dataset, batch_size=BATCH, collate_fn=collate_fn))))
+    return DataProto.from_single_dict(
+        next(iter(DataLoader(dataset, batch_size=BATCH, collate_fn=collate_fn)))
+    )
 
 
 @pytest.mark.parametrize("protocol", ["tags", "tool_call"])
-async def test_worker_generates_a_batch(tmp_path, chat_model_dir, fake_retriever, rule_policy, protocol, capsys):
+async def test_worker_generates_a_batch(
+    tmp_path, chat_model_dir, demo_retriever_url, dead_url, rule_policy, protocol, capsys
+):
     data_dir = tmp_path / "data"
     assert data_prep(["--output-dir", str(data_dir), "--protocol", protocol]) == 0
     loop_yaml = tmp_path / "agent_loops.yaml"
-    loop_yaml.write_text(AgentLoopConfig.from_kwargs(retriever_urls=[fake_retriever.url], squeeze=False).to_yaml())
+    # a dead replica first: failover must cost nothing
+    settings = {"retriever_urls": [dead_url, demo_retriever_url], "max_observation_tokens": 400}
+    loop_yaml.write_text(AgentLoopConfig.from_kwargs(**settings).to_yaml())
     config = trainer_config(tmp_path, chat_model_dir, data_dir, loop_yaml)
 
     generator = rule_policy()
@@ -63,7 +73,9 @@ async def test_worker_generates_a_batch(tmp_path, chat_model_dir, fake_retriever
     batch = output.batch
     assert batch["prompts"].shape == (BATCH, PROMPT_LENGTH)
     assert batch["responses"].shape == batch["response_mask"].shape == (BATCH, RESPONSE_LENGTH)
-    assert batch["input_ids"].shape == batch["attention_mask"].shape == (BATCH, PROMPT_LENGTH + RESPONSE_LENGTH)
+    assert (
+        batch["input_ids"].shape == batch["attention_mask"].shape == (BATCH, PROMPT_LENGTH + RESPONSE_LENGTH)
+    )
     assert batch["rollout_log_probs"].shape == (BATCH, RESPONSE_LENGTH)
     # the mask marks exactly the policy's tokens, padding included as 0
     assert int(batch["response_mask"].sum()) == sum(len(call.token_ids) for call in generator.calls)
@@ -76,9 +88,9 @@ async def test_worker_generates_a_batch(tmp_path, chat_model_dir, fake_retriever
     assert list(columns["num_searches"]) == [1] * BATCH and list(columns["tool_call_counts"]) == [1] * BATCH
     assert list(columns["__num_turns__"]) == [4] * BATCH and all(n > 0 for n in columns["num_unique_docs"])
     assert all(isinstance(ids, list) and ids for ids in columns["retrieved_ids"])
-    assert len(fake_retriever.requests) == BATCH
+    pairs = zip(columns["retrieved_ids"], columns["retrieved_passages"], strict=True)
+    assert all(len(passages) == min(len(ids), 30) for ids, passages in pairs)
     decoded = worker.tokenizer.decode(batch["responses"][0][batch["attention_mask"][0, PROMPT_LENGTH:] == 1])
     opening = "<information>" if protocol == "tags" else "<tool_response>"
     assert opening in decoded and "<answer>" in decoded
     assert np.all(columns["search_failures"] == 0)
-
