@@ -245,7 +245,9 @@ async def concurrency(factory: LoopFactory, questions: list[str], protocol: str,
 
 async def client_only(factory: LoopFactory, questions: list[str], count: int, searches: int) -> float:
     """The same searches sent straight through the client, no loop: the floor for part 2's wall time."""
-    config = AgentLoopConfig.from_kwargs(retriever_urls=list(factory.entry.retriever_urls))
+    config = AgentLoopConfig.from_kwargs(
+        retriever_urls=list(factory.entry.retriever_urls), max_connections=factory.entry.max_connections
+    )
     client = retriever_client.shared_client(config)
 
     async def one(number: int):
@@ -267,6 +269,12 @@ def main() -> int:
     )
     parser.add_argument("--concurrency", type=int, default=512, help="concurrent trajectories")
     parser.add_argument("--searches", type=int, default=2, help="concurrency: searches per trajectory")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=64,
+        help="the loop's max_connections: requests in flight to the server (the rest wait in the client's pool)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "expandsearch-bench")
     args = parser.parse_args()
     logging.getLogger("verl").setLevel(logging.ERROR)
@@ -283,8 +291,9 @@ def main() -> int:
         questions = sample_questions()
         # squeeze=false: the demo server has no squeezer; the observation is the documents, cut to
         # the 512-token budget at document boundaries (the heavier formatting path).
+        settings = {"squeeze": False, "max_connections": args.max_connections}
         factories = {
-            protocol: LoopFactory(config, tokenizer, url, squeeze=False, protocol=protocol)
+            protocol: LoopFactory(config, tokenizer, url, protocol=protocol, **settings)
             for protocol in ("tags", "tool_call")
         }
         print(f"retriever: {url}; tokenizer: SmolLM2 ({len(tokenizer)} tokens); response_length 3000")

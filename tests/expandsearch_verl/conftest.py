@@ -349,6 +349,12 @@ def hf_generator(chat_tokenizer, tiny_lm):
     return lambda seed=0: HFGenerator(chat_tokenizer, model=tiny_lm, seed=seed)
 
 
+@pytest.fixture
+def hf_generator_for():
+    """`hf_generator_for(tokenizer, model)` -> an `HFGenerator` over any causal LM."""
+    return lambda tokenizer, model, seed=0: HFGenerator(tokenizer, model=model, seed=seed)
+
+
 # ------------------------------------------------------------------------------------- loop factory
 @pytest.fixture(scope="session")
 def verl_trainer_config(chat_model_dir: Path):
@@ -379,10 +385,11 @@ def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
 
     configs: dict[int, Any] = {}
 
-    def make(generator: Any, *, response_length: int = 512, **settings: Any):
+    def make(generator: Any, *, response_length: int = 512, tokenizer: Any = None, hf_model_type: str = "qwen2",
+             **settings: Any):
         config = configs.get(response_length)
         if config is None:
-            config = configs[response_length] = OmegaConf.create(OmegaConf.to_container(verl_trainer_config))
+            config = configs[response_length] = OmegaConf.create(OmegaConf.to_container(verl_trainer_config, resolve=True))
             config.actor_rollout_ref.rollout.response_length = response_length
         entry = OmegaConf.load(shipped_path())[0]
         entry.retriever_urls = [fake_retriever.url]
@@ -392,9 +399,9 @@ def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
             config=entry,
             trainer_config=DictConfigWrap(config=config),
             server_manager=generator,
-            tokenizer=chat_tokenizer,
+            tokenizer=tokenizer or chat_tokenizer,
             processor=None,
-            hf_model_type="qwen2",
+            hf_model_type=hf_model_type,
             dataset_cls=RLHFDataset,
             data_config=DictConfigWrap(config.data),
             tools=ToolListWrap([]),
