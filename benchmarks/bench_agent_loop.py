@@ -306,7 +306,7 @@ def main() -> int:
         print("|---|---|---|---|---|---|---|")
         for protocol, cold in (("tags", False), ("tags", True), ("tool_call", False)):
             factory = factories[protocol]
-            asyncio.run(overhead(factory, questions, protocol, 5, args.turns))  # warm-up
+            asyncio.run(overhead(factory, questions, protocol, 50, args.turns))  # warm-up
             per_turn, builder, init = asyncio.run(
                 overhead(factory, questions, protocol, args.trajectories, args.turns, cold)
             )

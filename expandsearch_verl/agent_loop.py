@@ -97,7 +97,9 @@ class ExpandSearchAgentLoop(AgentLoopBase):
         question = extra_info.get("question") if self.settings.send_question else None
         tools = [search_tool_schema(self.limits.max_queries)] if protocol == "tool_call" else None
         messages = list(kwargs["raw_prompt"])
-        request_id = uuid4().hex  # one sticky session per trajectory: the server reuses its prefix cache
+        # One sticky session per trajectory (the engine reuses its prefix cache); verl's fixed ids
+        # under full determinism.
+        request_id = f"det-{priority}" if self.rollout_config.get("full_determinism") else uuid4().hex
         metrics: dict[str, Any] = {}
 
         # 1. The prompt, through the chat template.
@@ -214,7 +216,6 @@ class ExpandSearchAgentLoop(AgentLoopBase):
             failure = None
         except SearchError as error:
             result, failure = None, error.reason
-            logger.debug("search failed: %s", failure)
         trajectory.record_search(queries, result, time.perf_counter() - started)
         return result, failure
 

@@ -85,7 +85,9 @@ def tags_ids(observation: Observation, tokenizer: Any) -> list[int]:
     return opening + observation.token_ids + closing
 
 
-def _fit_documents(documents: Sequence[Document], tokenizer: Any, budget: int, cut_first: bool) -> Observation:
+def _fit_documents(
+    documents: Sequence[Document], tokenizer: Any, budget: int, cut_first: bool
+) -> Observation:
     texts: list[str] = []
     token_ids: list[int] = []
     for start in range(0, len(documents), _CHUNK):

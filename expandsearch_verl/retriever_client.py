@@ -5,13 +5,15 @@ one `AgentLoopWorker` share its event loop; so the client lives at module level
 (`shared_client`) and keeps one pooled keep-alive `httpx.AsyncClient` for all of them.
 
 A search is one `POST {url}/search` (DESIGN.md) carrying every query variant of the turn. Failed
-attempts (connection error, timeout, 429, 5xx, an unreadable body) are retried with exponential
-backoff and full jitter, moving round-robin to the next replica; a retry on a replica not yet
-tried in this call goes out at once. Each replica has a circuit breaker: after
+attempts (connection error, timeout, 408, 429, 5xx, an unreadable body) are retried with
+exponential backoff and full jitter, moving round-robin to the next replica; a retry on a replica
+not yet tried in this call goes out at once. Each replica has a circuit breaker: after
 `breaker_failures` consecutive failures it is left out for `breaker_cooldown_s`, then probed
-again. A 422 (the server refused the request) is not retried. When every attempt fails,
-`search` raises `SearchError`; the agent loop turns it into an observation, it never kills a
-rollout.
+again; while every breaker is open, a search fails at once. Another 4xx (our request or our
+setup: a query over the server's limit, a wrong URL, a missing token) is not retried. When a
+search fails for good, `search` raises `SearchError`; the agent loop turns it into an
+observation, it never kills a rollout. A server started with `--auth-token` is answered with the
+token in `$EXPANDSEARCH_RETRIEVER_TOKEN`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from expandsearch_verl.config import AgentLoopConfig
+
+TOKEN_ENV = "EXPANDSEARCH_RETRIEVER_TOKEN"  # the retriever_server's --auth-token, sent as a bearer token
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.environ.get("EXPANDSEARCH_LOGGING_LEVEL", "WARNING").upper())
@@ -89,17 +93,18 @@ class _Retryable(Exception):
 class RetrieverClient:
     """Searches retriever_server replicas with retries, failover and circuit breakers."""
 
-    def __init__(self, config: AgentLoopConfig, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, config: AgentLoopConfig):
         self.config = config
         self.replicas = [Replica(url.rstrip("/")) for url in config.retriever_urls]
         self.stats = ClientStats()
         self._next = 0
+        token = os.environ.get(TOKEN_ENV)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s, pool=None),
             limits=httpx.Limits(
                 max_connections=config.max_connections, max_keepalive_connections=config.max_connections
             ),
-            transport=transport,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
         )
 
     async def search(
@@ -130,13 +135,13 @@ class RetrieverClient:
                 reason = f"{error} (attempt {attempt + 1} of {self.config.max_retries + 1})"
                 self._record_failure(replica)
                 continue
-            except SearchError:
+            except SearchError as error:
                 replica.failures = 0  # the replica answered: it is healthy, the request was not
-                self.stats.failed_searches += 1
+                self._count_failure(error.reason)
                 raise
             replica.failures, replica.open_until = 0, 0.0
             return result
-        self.stats.failed_searches += 1
+        self._count_failure(reason)
         raise SearchError(reason)
 
     async def aclose(self) -> None:
@@ -151,8 +156,8 @@ class RetrieverClient:
             raise _Retryable(f"the retriever could not be reached ({type(error).__name__})") from None
         status = response.status_code
         self.stats.status_counts[status] = self.stats.status_counts.get(status, 0) + 1
-        if status == 422:
-            raise SearchError(f"the retriever refused the request: {_detail(response)}")
+        if 400 <= status < 500 and status not in (408, 429):  # our request or our setup: retrying cannot help
+            raise SearchError(f"the retriever refused the request (HTTP {status}): {_detail(response)}")
         if status != 200:
             raise _Retryable(f"the retriever answered HTTP {status}")
         try:
@@ -187,6 +192,15 @@ class RetrieverClient:
                     self.config.breaker_cooldown_s,
                 )
 
+    def _count_failure(self, reason: str) -> None:
+        self.stats.failed_searches += 1
+        if self.stats.failed_searches == 1:
+            logger.warning(
+                "a search failed: %s; the rollout goes on, failures are counted in search_failures", reason
+            )
+        else:
+            logger.debug("a search failed: %s", reason)
+
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (attempt - 1))
         return random.uniform(0.0, ceiling)
@@ -199,7 +213,9 @@ def _detail(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         detail = response.text
     if isinstance(detail, list):
-        detail = "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+        detail = "; ".join(
+            str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail
+        )
     return str(detail)[:300]
 
 

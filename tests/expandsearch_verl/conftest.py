@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import torch
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -80,6 +80,7 @@ class FakeRetriever:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.reset()
         app = FastAPI()
         app.post("/search")(self._search)
@@ -89,6 +90,7 @@ class FakeRetriever:
     def reset(self) -> None:
         self.mode, self.delay_s, self.fail_next, self.squeezer_error = "ok", 0.0, 0, None
         self.requests.clear()
+        self.headers.clear()
 
     def start(self) -> FakeRetriever:
         self._thread.start()
@@ -102,8 +104,9 @@ class FakeRetriever:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 
-    async def _search(self, request: SearchRequest):
+    async def _search(self, request: SearchRequest, http: Request):
         self.requests.append(request.model_dump())
+        self.headers.append(dict(http.headers))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_next > 0:
@@ -385,11 +388,19 @@ def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
 
     configs: dict[int, Any] = {}
 
-    def make(generator: Any, *, response_length: int = 512, tokenizer: Any = None, hf_model_type: str = "qwen2",
-             **settings: Any):
+    def make(
+        generator: Any,
+        *,
+        response_length: int = 512,
+        tokenizer: Any = None,
+        hf_model_type: str = "qwen2",
+        **settings: Any,
+    ):
         config = configs.get(response_length)
         if config is None:
-            config = configs[response_length] = OmegaConf.create(OmegaConf.to_container(verl_trainer_config, resolve=True))
+            config = configs[response_length] = OmegaConf.create(
+                OmegaConf.to_container(verl_trainer_config, resolve=True)
+            )
             config.actor_rollout_ref.rollout.response_length = response_length
         entry = OmegaConf.load(shipped_path())[0]
         entry.retriever_urls = [fake_retriever.url]

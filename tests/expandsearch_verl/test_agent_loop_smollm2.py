@@ -35,7 +35,9 @@ def smollm2(smollm2_gguf: Path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["tags", "tool_call"])
-async def test_smollm2_rollout(smollm2, hf_generator_for, make_loop, demo_retriever_url, check_output, protocol):
+async def test_smollm2_rollout(
+    smollm2, hf_generator_for, make_loop, demo_retriever_url, check_output, protocol
+):
     tokenizer, model = smollm2
     generator = hf_generator_for(tokenizer, model)
     loop = make_loop(
@@ -48,6 +50,8 @@ async def test_smollm2_rollout(smollm2, hf_generator_for, make_loop, demo_retrie
         squeeze=False,
     )
     raw_prompt = render_prompt(QUESTION, system_prompt("expandsearch", protocol))
-    output = await loop.run(dict(SAMPLING), raw_prompt=raw_prompt, extra_info={"question": QUESTION, "protocol": protocol})
+    output = await loop.run(
+        dict(SAMPLING), raw_prompt=raw_prompt, extra_info={"question": QUESTION, "protocol": protocol}
+    )
     check_output(output, generator, 256)
     assert output.extra_fields["search_failures"] == 0

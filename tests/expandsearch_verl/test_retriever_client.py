@@ -49,7 +49,7 @@ async def test_422_is_not_retried_and_says_why(fake_retriever):
     fake_retriever.mode = "422"
     client = client_for(fake_retriever.url, max_retries=3)
     with pytest.raises(
-        SearchError, match="refused the request: queries\\[0\\]: longer than max_query_chars=40"
+        SearchError, match=r"refused the request \(HTTP 422\): queries\[0\]: longer than max_query_chars=40"
     ):
         await client.search(["Paris"])
     assert len(fake_retriever.requests) == 1 and client.stats.failed_searches == 1
