@@ -478,3 +478,21 @@ def assert_invariants(output: Any, generator: RecordingGenerator, response_lengt
 @pytest.fixture
 def check_output():
     return assert_invariants
+
+
+def inserted_runs(tokenizer: Any, output: Any) -> list[str]:
+    """The decoded runs of mask-0 tokens (observations, scaffold), special tokens kept, in order."""
+    runs, current = [], []
+    for token, mask in zip([*output.response_ids, -1], [*output.response_mask, 1], strict=True):
+        if mask == 0:
+            current.append(token)
+        elif current:
+            runs.append(tokenizer.decode(current, skip_special_tokens=False))
+            current = []
+    return runs
+
+
+@pytest.fixture
+def observations(chat_tokenizer):
+    """`observations(output)` -> the decoded runs of mask-0 tokens."""
+    return lambda output, tokenizer=chat_tokenizer: inserted_runs(tokenizer, output)

@@ -20,21 +20,8 @@ def information(body: str) -> str:
     return TAGS_OPEN + body + "\n\n" + TAGS_CLOSE
 
 
-def observation_text(tokenizer, output) -> list[str]:
-    """The decoded runs of mask-0 tokens, in order."""
-    runs, current = [], []
-    for token, mask in zip(output.response_ids, output.response_mask, strict=True):
-        if mask == 0:
-            current.append(token)
-        elif current:
-            runs.append(tokenizer.decode(current)), current.clear()
-    if current:
-        runs.append(tokenizer.decode(current))
-    return runs
-
-
 async def test_tags_search_then_answer(
-    make_loop, scripted, run_kwargs, check_output, fake_retriever, chat_tokenizer
+    make_loop, scripted, run_kwargs, check_output, fake_retriever, chat_tokenizer, observations
 ):
     generator = scripted(SEARCH, ANSWER)
     loop = make_loop(generator, squeeze=False, topk=2, max_observation_tokens=10_000)
@@ -59,7 +46,7 @@ async def test_tags_search_then_answer(
     expected = "\n\n".join(
         f"Doc {rank} (Title: {title})\n{text}" for rank, (title, text) in enumerate(docs, 1)
     )
-    assert observation_text(chat_tokenizer, output) == [information(expected)]
+    assert observations(output) == [information(expected)]
     assert chat_tokenizer.decode(output.response_ids) == SEARCH + information(expected) + ANSWER
     assert output.num_turns == 4  # prompt, assistant, observation, assistant
     fields = output.extra_fields
@@ -82,20 +69,22 @@ async def test_generation_requests(make_loop, scripted, run_kwargs):
     assert first.sampling_params["temperature"] == 1.0 and sampling == dict(SAMPLING, stop=["<|endoftext|>"])
 
 
-async def test_squeezed_summary_is_shown(make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever):
+async def test_squeezed_summary_is_shown(
+    make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever, observations
+):
     output = await make_loop(scripted(SEARCH, ANSWER)).run(dict(SAMPLING), **run_kwargs())
-    (observation,) = observation_text(chat_tokenizer, output)
+    (observation,) = observations(output)
     assert observation.startswith(TAGS_OPEN + "Summary: ") and "Doc 1" not in observation
     assert fake_retriever.requests[0]["squeeze"] is True
     assert output.extra_fields["squeezed_fraction"] == 1.0
 
 
 async def test_squeezer_failure_falls_back_to_documents(
-    make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever
+    make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever, observations
 ):
     fake_retriever.squeezer_error = "squeezer timed out"
     output = await make_loop(scripted(SEARCH, ANSWER)).run(dict(SAMPLING), **run_kwargs())
-    (observation,) = observation_text(chat_tokenizer, output)
+    (observation,) = observations(output)
     assert "Doc 1 (Title: Eiffel Tower)" in observation and output.extra_fields["squeezed_fraction"] == 0.0
 
 
@@ -117,13 +106,13 @@ async def test_answer_in_the_first_turn_ends_without_search(
 
 
 async def test_last_turn_is_announced_and_its_search_not_run(
-    make_loop, scripted, run_kwargs, check_output, chat_tokenizer, fake_retriever
+    make_loop, scripted, run_kwargs, check_output, chat_tokenizer, fake_retriever, observations
 ):
     generator = scripted(SEARCH)  # the model never answers
     output = await make_loop(generator, max_turns=3).run(dict(SAMPLING), **run_kwargs())
     check_output(output, generator, 512)
     assert len(generator.calls) == 3 and len(fake_retriever.requests) == 2
-    first, second = observation_text(chat_tokenizer, output)
+    first, second = observations(output)
     assert LAST_TURN_NOTICE not in first and LAST_TURN_NOTICE in second
     assert output.response_mask[-1] == 1  # ends with the model's unanswered search
     assert output.extra_fields["num_searches"] == 2
@@ -136,12 +125,12 @@ async def test_single_turn_budget_never_searches(make_loop, scripted, run_kwargs
 
 
 async def test_malformed_action_gets_feedback_and_the_trajectory_goes_on(
-    make_loop, scripted, run_kwargs, check_output, chat_tokenizer
+    make_loop, scripted, run_kwargs, check_output, chat_tokenizer, observations
 ):
     generator = scripted("<think>hmm</think><search>unclosed", "<search>a\nb\nc\nd</search>", ANSWER)
     output = await make_loop(generator, max_turns=4).run(dict(SAMPLING), **run_kwargs())
     check_output(output, generator, 512)
-    first, second = observation_text(chat_tokenizer, output)
+    first, second = observations(output)
     assert first.startswith(
         TAGS_OPEN + "<search> was opened but never closed with </search>. To search, write"
     )
@@ -172,12 +161,14 @@ async def test_observations_fit_the_remaining_budget(
     assert len(output.response_ids) <= response_length
 
 
-async def test_observation_budget_keeps_whole_documents(make_loop, scripted, run_kwargs, chat_tokenizer):
+async def test_observation_budget_keeps_whole_documents(
+    make_loop, scripted, run_kwargs, chat_tokenizer, observations
+):
     first = "Doc 1 (Title: Eiffel Tower)\nThe Eiffel Tower in Paris was built from 1887 to 1889."
     budget = len(chat_tokenizer.encode(first)) + 3  # room for the best document, not for the second
     loop = make_loop(scripted(SEARCH, ANSWER), squeeze=False, max_observation_tokens=budget)
     output = await loop.run(dict(SAMPLING), **run_kwargs())
-    assert observation_text(chat_tokenizer, output) == [information(first)]
+    assert observations(output) == [information(first)]
 
 
 async def test_retrieved_passages_are_capped(make_loop, scripted, run_kwargs):

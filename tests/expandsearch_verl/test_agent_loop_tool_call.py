@@ -15,18 +15,6 @@ DOC_1 = "Doc 1 (Title: Eiffel Tower)\nThe Eiffel Tower in Paris was built from 1
 DOC_2 = "Doc 2 (Title: Gustave Eiffel)\nGustave Eiffel was a French engineer whose company built the tower."
 
 
-def inserted_runs(tokenizer, output) -> list[str]:
-    """Decoded runs of mask-0 tokens (special tokens kept), in order."""
-    runs, current = [], []
-    for token, mask in zip([*output.response_ids, -1], [*output.response_mask, 1], strict=True):
-        if mask == 0:
-            current.append(token)
-        elif current:
-            runs.append(tokenizer.decode(current, skip_special_tokens=False))
-            current = []
-    return runs
-
-
 def tool_turn(content: str, role: str = "tool") -> str:
     """How the chat template lays out a tool result (or a user turn) after a closed assistant turn."""
     if role == "tool":
@@ -48,7 +36,7 @@ async def test_prompt_lists_the_search_tool(make_loop, scripted, loop_kwargs, ch
 
 
 async def test_tool_result_has_the_templates_scaffold(
-    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer, fake_retriever
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer, fake_retriever, observations
 ):
     generator = scripted(CALL, ANSWER)
     loop = make_loop(generator, squeeze=False, topk=2, max_observation_tokens=10_000)
@@ -57,18 +45,20 @@ async def test_tool_result_has_the_templates_scaffold(
     assert fake_retriever.requests[0]["queries"] == ["Eiffel Tower", "who built the tower"]
     # The engine stopped at </tool_call>; the turn is closed with <|im_end|> (forced, mask 0), then the
     # builder adds the newline and the tool turn exactly as the chat template renders it.
-    assert inserted_runs(chat_tokenizer, output) == [tool_turn(f"{DOC_1}\n\n{DOC_2}")]
+    assert observations(output) == [tool_turn(f"{DOC_1}\n\n{DOC_2}")]
     whole = chat_tokenizer.decode(output.response_ids, skip_special_tokens=False)
     assert whole == CALL + tool_turn(f"{DOC_1}\n\n{DOC_2}") + ANSWER
     assert output.num_turns == 4 and output.extra_fields["num_searches"] == 1
 
 
-async def test_template_rendering_matches_token_for_token(make_loop, scripted, loop_kwargs, chat_tokenizer):
+async def test_template_rendering_matches_token_for_token(
+    make_loop, scripted, loop_kwargs, chat_tokenizer, observations
+):
     """The inserted ids are the template's own ids for that turn, not a re-encoding of our text."""
     output = await make_loop(scripted(CALL, ANSWER), squeeze=False, topk=1).run(
         dict(SAMPLING), **loop_kwargs()
     )
-    (run,) = inserted_runs(chat_tokenizer, output)
+    (run,) = observations(output)
     inserted = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if m == 0]
     messages = [
         {"role": "user", "content": "u"},
@@ -81,12 +71,12 @@ async def test_template_rendering_matches_token_for_token(make_loop, scripted, l
 
 
 async def test_no_call_is_answered_as_the_user(
-    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer, observations
 ):
     generator = scripted("I believe it is in Paris.<|im_end|>", ANSWER)
     output = await make_loop(generator).run(dict(SAMPLING), **loop_kwargs())
     check_output(output, generator, 512)
-    (run,) = inserted_runs(chat_tokenizer, output)
+    (run,) = observations(output)
     # the model closed its turn itself: nothing forced, the builder only adds the newline
     assert run.startswith(
         "\n<|im_start|>user\nthe turn ended without a search or an answer. To search, write <tool_call>"
@@ -95,14 +85,14 @@ async def test_no_call_is_answered_as_the_user(
 
 
 async def test_malformed_call_is_answered_by_the_tool(
-    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer, observations
 ):
     generator = scripted(
         '<tool_call>{"name": "search", "arguments": {"query_list": ["a"]</tool_call>', ANSWER
     )
     output = await make_loop(generator).run(dict(SAMPLING), **loop_kwargs())
     check_output(output, generator, 512)
-    (run,) = inserted_runs(chat_tokenizer, output)
+    (run,) = observations(output)
     assert run.startswith(
         "<|im_end|>\n<|im_start|>user\n<tool_response>\nthe <tool_call> body is not valid JSON"
     )
@@ -122,13 +112,13 @@ async def test_tool_results_fit_the_remaining_budget(
 
 
 async def test_two_searches_keep_an_append_only_history(
-    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer
+    make_loop, scripted, loop_kwargs, check_output, chat_tokenizer, observations
 ):
     second = CALL.replace("Eiffel Tower", "Seine river")
     generator = scripted(CALL, second, ANSWER)
     output = await make_loop(generator, squeeze=True, max_turns=3).run(dict(SAMPLING), **loop_kwargs())
     check_output(output, generator, 512)
-    runs = inserted_runs(chat_tokenizer, output)
+    runs = observations(output)
     head = "<|im_end|>\n<|im_start|>user\n<tool_response>\n"
     assert len(runs) == 2 and runs[0].startswith(head + "Summary: ")
     assert runs[1].startswith(head + LAST_TURN_NOTICE + "\n\nSummary: ")
