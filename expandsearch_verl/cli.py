@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "expandsearch_verl.agent_loop_config",
         "print the path of the agent-loop YAML for verl, or write a variant with --set/--output",
     ),
+    "score": ("expandsearch_verl.rescore", "rescore a JSONL dump of trajectories: EM / F1 per data source"),
 }
 
 
