@@ -3,12 +3,15 @@
 The path a training step takes on one worker: data_prep's parquet -> RLHFDataset -> collate_fn ->
 DataProto -> AgentLoopWorker.generate_sequences (it loads our YAML from agent_loop_config_path and
 instantiates the loop per trajectory; every search goes to the real retriever_server, `serve
---demo`, on loopback) -> padded batch with our metrics as columns.
+--demo`, on loopback) -> each finished trajectory scored at once by verl's RewardLoopWorker with
+the naive reward manager and `pkg://expandsearch_verl.reward` (verl's streaming reward) -> the
+padded batch with our metrics and the reward's keys as columns.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,14 +20,26 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 from verl.protocol import DataProto
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
 from data_prep.cli import main as data_prep
 from expandsearch_verl.config import AgentLoopConfig
+from expandsearch_verl.reward import SCORE_KEYS
 from expandsearch_verl.trajectory import METRIC_KEYS
 
 PROMPT_LENGTH, RESPONSE_LENGTH, BATCH = 1024, 1024, 6
+
+
+class LocalActor:
+    """A Ray actor handle's shape over a local object: `await handle.method.remote(...)`."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def __getattr__(self, name: str):
+        return SimpleNamespace(remote=getattr(self._target, name))
 
 
 def trainer_config(tmp_path: Path, model_dir: Path, data_dir: Path, loop_yaml: Path):
@@ -36,6 +51,7 @@ def trainer_config(tmp_path: Path, model_dir: Path, data_dir: Path, loop_yaml: P
                 "actor_rollout_ref.rollout.name=vllm",
                 f"actor_rollout_ref.model.path={model_dir}",
                 f"actor_rollout_ref.rollout.agent.agent_loop_config_path={loop_yaml}",
+                "reward.custom_reward_function.path=pkg://expandsearch_verl.reward",
                 f"data.train_files={data_dir / 'train.parquet'}",
                 f"data.max_prompt_length={PROMPT_LENGTH}",
                 f"data.max_response_length={RESPONSE_LENGTH}",
@@ -55,7 +71,7 @@ def first_batch(config, tokenizer) -> DataProto:
 
 
 @pytest.mark.parametrize("protocol", ["tags", "tool_call"])
-async def test_worker_generates_a_batch(
+async def test_worker_generates_a_scored_batch(
     tmp_path, chat_model_dir, demo_retriever_url, dead_url, rule_policy, protocol, capsys
 ):
     data_dir = tmp_path / "data"
@@ -67,7 +83,8 @@ async def test_worker_generates_a_batch(
     config = trainer_config(tmp_path, chat_model_dir, data_dir, loop_yaml)
 
     generator = rule_policy()
-    worker = AgentLoopWorker(config, llm_client=generator)
+    reward_worker = LocalActor(RewardLoopWorker(config))
+    worker = AgentLoopWorker(config, llm_client=generator, reward_loop_worker_handles=[reward_worker])
     output = await worker.generate_sequences(first_batch(config, worker.tokenizer))
 
     batch = output.batch
@@ -76,7 +93,7 @@ async def test_worker_generates_a_batch(
     assert (
         batch["input_ids"].shape == batch["attention_mask"].shape == (BATCH, PROMPT_LENGTH + RESPONSE_LENGTH)
     )
-    assert batch["rollout_log_probs"].shape == (BATCH, RESPONSE_LENGTH)
+    assert batch["rollout_log_probs"].shape == batch["rm_scores"].shape == (BATCH, RESPONSE_LENGTH)
     # the mask marks exactly the policy's tokens, padding included as 0
     assert int(batch["response_mask"].sum()) == sum(len(call.token_ids) for call in generator.calls)
     observation = (batch["response_mask"] == 0) & (batch["attention_mask"][:, PROMPT_LENGTH:] == 1)
@@ -90,7 +107,20 @@ async def test_worker_generates_a_batch(
     assert all(isinstance(ids, list) and ids for ids in columns["retrieved_ids"])
     pairs = zip(columns["retrieved_ids"], columns["retrieved_passages"], strict=True)
     assert all(len(passages) == min(len(ids), 30) for ids, passages in pairs)
+    assert np.all(columns["search_failures"] == 0)
     decoded = worker.tokenizer.decode(batch["responses"][0][batch["attention_mask"][0, PROMPT_LENGTH:] == 1])
     opening = "<information>" if protocol == "tags" else "<tool_response>"
     assert opening in decoded and "<answer>" in decoded
-    assert np.all(columns["search_failures"] == 0)
+
+    # The reward saw the loop's fields: its counts are the loop's, every response is well-formed,
+    # and the score sits on each response's last token.
+    assert set(SCORE_KEYS) <= set(columns) and output.meta_info["reward_extra_keys"] == list(SCORE_KEYS)
+    assert list(columns["num_searches"]) == [1] * BATCH and list(columns["format_ok"]) == [1.0] * BATCH
+    assert list(columns["num_queries"]) == [2] * BATCH
+    last = batch["attention_mask"][:, PROMPT_LENGTH:].sum(dim=1) - 1
+    assert torch.equal(
+        batch["rm_scores"][torch.arange(BATCH), last], torch.tensor(columns["score"], dtype=torch.float32)
+    )
+    assert set(columns["score"]) <= {1.0, 0.2}  # well-formed: correct, or wrong
+    # the demo corpus holds every sample question's evidence: the passages the loop passed on find it
+    assert np.mean(columns["retrieval_hit"]) >= 0.5
