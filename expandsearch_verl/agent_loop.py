@@ -232,7 +232,7 @@ class ExpandSearchAgentLoop(AgentLoopBase):
         """Append the observation if it leaves room for one more generated token; False if not."""
         room = self.response_length - len(trajectory.response_ids) - 1
         budget = min(self.settings.max_observation_tokens, room)
-        show_summary = result is not None and result.squeezed and result.summary is not None
+        show_summary = result is not None and result.has_summary
         while budget > 0:
             observation = format_observation(
                 notes,

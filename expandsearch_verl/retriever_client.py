@@ -54,6 +54,11 @@ class SearchResult(BaseModel):
     squeezed: bool = False
     squeeze_error: str | None = None
 
+    @property
+    def has_summary(self) -> bool:
+        """The squeezer answered with some text: it replaces the documents in the observation."""
+        return self.squeezed and bool((self.summary or "").strip())
+
 
 class SearchError(RuntimeError):
     """Every attempt of one search failed; `reason` is short enough to show the policy."""

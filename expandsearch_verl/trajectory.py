@@ -79,7 +79,7 @@ class Trajectory:
         if result is None:
             self.search_failures += 1
             return
-        self.squeezed_searches += bool(result.squeezed and result.summary is not None)
+        self.squeezed_searches += result.has_summary
         for document in result.documents:
             self.retrieved.setdefault(document.id, f"{document.title}\n{document.text}")
 

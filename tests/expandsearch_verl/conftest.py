@@ -89,6 +89,7 @@ class FakeRetriever:
 
     def reset(self) -> None:
         self.mode, self.delay_s, self.fail_next, self.squeezer_error = "ok", 0.0, 0, None
+        self.summary: str | None = None  # the squeezer's text; None: "Summary: " + the best two passages
         self.requests.clear()
         self.headers.clear()
 
@@ -118,10 +119,12 @@ class FakeRetriever:
             return JSONResponse({"detail": "internal error"}, status_code=500)
         if self.mode == "garbage":
             return PlainTextResponse("<html>proxy error</html>")
-        return search_corpus(request, self.squeezer_error)
+        return search_corpus(request, self.squeezer_error, self.summary)
 
 
-def search_corpus(request: SearchRequest, squeezer_error: str | None = None) -> dict[str, Any]:
+def search_corpus(
+    request: SearchRequest, squeezer_error: str | None = None, summary: str | None = None
+) -> dict[str, Any]:
     per_query, best = [], {}
     for number, query in enumerate(request.queries):
         words = set(query.lower().split())
@@ -138,11 +141,12 @@ def search_corpus(request: SearchRequest, squeezer_error: str | None = None) -> 
     by_id = {d["id"]: d for d in CORPUS}
     documents = [{**by_id[doc_id], **best[doc_id]} for doc_id in ranked]
     squeezed = bool(request.squeeze) and squeezer_error is None
-    summary = "Summary: " + " ".join(d["text"] for d in documents[:2]) if squeezed else None
+    if summary is None:
+        summary = "Summary: " + " ".join(d["text"] for d in documents[:2])
     return {
         "documents": documents,
         "per_query": per_query,
-        "summary": summary,
+        "summary": summary if squeezed else None,
         "squeezed": squeezed,
         "squeeze_error": squeezer_error,
         "cached": False,

@@ -230,3 +230,12 @@ def test_bad_yaml_settings_fail_at_construction(make_loop, scripted):
         make_loop(scripted(ANSWER), max_querys=3)
     with pytest.raises(InstantiationException, match="topk=0: must be > 0"):
         make_loop(scripted(ANSWER), topk=0)
+
+
+async def test_an_empty_summary_falls_back_to_documents(
+    make_loop, scripted, run_kwargs, observations, fake_retriever
+):
+    fake_retriever.summary = "  "
+    output = await make_loop(scripted(SEARCH, ANSWER)).run(dict(SAMPLING), **run_kwargs())
+    (observation,) = observations(output)
+    assert "Doc 1 (Title: " in observation and output.extra_fields["squeezed_fraction"] == 0.0
