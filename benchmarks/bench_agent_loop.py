@@ -154,6 +154,11 @@ def row(question: str, protocol: str) -> dict[str, Any]:
     }
 
 
+def load() -> str:
+    """The machine's load when a part starts: the figures mean little on an oversubscribed CPU."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f} ms"
 
@@ -276,6 +281,9 @@ def main() -> int:
         help="the loop's max_connections: requests in flight to the server (the rest wait in the client's pool)",
     )
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "expandsearch-bench")
+    parser.add_argument(
+        "--parts", default="1,2", help="which benchmarks to run: 1 (overhead), 2 (concurrency)"
+    )
     args = parser.parse_args()
     logging.getLogger("verl").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -297,48 +305,57 @@ def main() -> int:
             for protocol in ("tags", "tool_call")
         }
         print(f"retriever: {url}; tokenizer: SmolLM2 ({len(tokenizer)} tokens); response_length 3000")
-        print(
-            f"\n1. loop overhead per turn, {args.trajectories} trajectories x {args.turns} turns, one at a time"
-        )
-        print(
-            "| protocol | turns | median | p90 | p99 | verl's chat builder (median) | instantiate + __init__ (median) |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        for protocol, cold in (("tags", False), ("tags", True), ("tool_call", False)):
-            factory = factories[protocol]
-            asyncio.run(overhead(factory, questions, protocol, 50, args.turns))  # warm-up
-            per_turn, builder, init = asyncio.run(
-                overhead(factory, questions, protocol, args.trajectories, args.turns, cold)
-            )
-            label = f"{protocol} (no cached document ids)" if cold else protocol
-            print(
-                f"| {label} | {len(per_turn) * args.turns} | {ms(statistics.median(per_turn))} "
-                f"| {ms(percentile(per_turn, 90))} | {ms(percentile(per_turn, 99))} "
-                f"| {ms(statistics.median(builder))} | {ms(statistics.median(init))} |"
-            )
-
-        print(
-            f"\n2. {args.concurrency} concurrent trajectories, {args.searches} searches each, instant generator"
-        )
-        print(
-            "| protocol | wall | trajectories/s | searches/s | search p50 | search p99 | failed | client alone |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        for protocol in ("tags", "tool_call"):
-            factory = factories[protocol]
-            wall, latencies, failures = asyncio.run(
-                concurrency(factory, questions, protocol, args.concurrency, args.searches)
-            )
-            alone = asyncio.run(client_only(factory, questions, args.concurrency, args.searches))
-            print(
-                f"| {protocol} | {wall:.2f} s | {args.concurrency / wall:.1f} | {len(latencies) / wall:.1f} "
-                f"| {percentile(latencies, 50) * 1e3:.0f} ms | {percentile(latencies, 99) * 1e3:.0f} ms "
-                f"| {failures} | {alone:.2f} s |"
-            )
+        if "1" in args.parts:
+            overhead_table(factories, questions, args.trajectories, args.turns)
+        if "2" in args.parts:
+            concurrency_table(factories, questions, args.concurrency, args.searches)
     finally:
         if server is not None:
             server.stop()
     return 0
+
+
+def overhead_table(
+    factories: dict[str, LoopFactory], questions: list[str], trajectories: int, turns: int
+) -> None:
+    print(
+        f"\n1. loop overhead per turn, {trajectories} trajectories x {turns} turns, one at a time ({load()})"
+    )
+    print(
+        "| protocol | turns | median | p90 | p99 | verl's chat builder (median) | instantiate + __init__ (median) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for protocol, cold in (("tags", False), ("tags", True), ("tool_call", False)):
+        factory = factories[protocol]
+        asyncio.run(overhead(factory, questions, protocol, 50, turns))  # warm-up
+        per_turn, builder, init = asyncio.run(
+            overhead(factory, questions, protocol, trajectories, turns, cold)
+        )
+        label = f"{protocol} (no cached document ids)" if cold else protocol
+        print(
+            f"| {label} | {len(per_turn) * turns} | {ms(statistics.median(per_turn))} "
+            f"| {ms(percentile(per_turn, 90))} | {ms(percentile(per_turn, 99))} "
+            f"| {ms(statistics.median(builder))} | {ms(statistics.median(init))} |"
+        )
+
+
+def concurrency_table(
+    factories: dict[str, LoopFactory], questions: list[str], count: int, searches: int
+) -> None:
+    print(f"\n2. {count} concurrent trajectories, {searches} searches each, instant generator ({load()})")
+    print(
+        "| protocol | wall | trajectories/s | searches/s | search p50 | search p99 | failed | client alone |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for protocol in ("tags", "tool_call"):
+        factory = factories[protocol]
+        wall, latencies, failures = asyncio.run(concurrency(factory, questions, protocol, count, searches))
+        alone = asyncio.run(client_only(factory, questions, count, searches))
+        print(
+            f"| {protocol} | {wall:.2f} s | {count / wall:.1f} | {len(latencies) / wall:.1f} "
+            f"| {percentile(latencies, 50) * 1e3:.0f} ms | {percentile(latencies, 99) * 1e3:.0f} ms "
+            f"| {failures} | {alone:.2f} s |"
+        )
 
 
 if __name__ == "__main__":
