@@ -168,6 +168,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+class Stopwatch:
+    """Wall and CPU seconds spent inside wrapped coroutines (CPU: this process, all its threads)."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+    def wrap(self, method):
+        async def timed(*args, **kwargs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self.wall += time.perf_counter() - wall
+                self.cpu += time.process_time() - cpu
+
+        return timed
+
+
 async def overhead(
     factory: LoopFactory,
     questions: list[str],
@@ -175,46 +193,33 @@ async def overhead(
     trajectories: int,
     turns: int,
     cold: bool = False,
-):
-    """Per-turn loop time (run() minus generate and search), verl's builder's share of it, and init time."""
-    per_turn, builder_per_turn, init = [], [], []
-    builder_seconds = [0.0]
-    merge = AgentLoopBase.ct_merge_context_msg
-
-    async def timed_merge(self, *args, **kwargs):
-        started = time.perf_counter()
+) -> dict[str, list[float]]:
+    """Per turn: the loop's wall and CPU time (run() minus generate and search), verl's builder's
+    share of the wall time; per trajectory: the instantiation verl does."""
+    times: dict[str, list[float]] = {"wall": [], "cpu": [], "builder": [], "init": []}
+    merge, search = AgentLoopBase.ct_merge_context_msg, retriever_client.RetrieverClient.search
+    for number in range(trajectories):
+        question = questions[number % len(questions)]
+        generator = InstantPolicy(script(question, protocol, turns - 1, factory.tokenizer))
+        if cold:  # as if every passage were new: no document ids cached
+            observation._id_cache(factory.tokenizer).clear()
+        builder, searching = Stopwatch(), Stopwatch()
+        AgentLoopBase.ct_merge_context_msg = builder.wrap(merge)
+        retriever_client.RetrieverClient.search = searching.wrap(search)
         try:
-            return await merge(self, *args, **kwargs)
+            started = time.perf_counter()
+            loop = factory(generator)
+            wall, cpu = time.perf_counter(), time.process_time()
+            output = await loop.run(dict(SAMPLING), **row(question, protocol))
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         finally:
-            builder_seconds[0] += time.perf_counter() - started
-
-    AgentLoopBase.ct_merge_context_msg = timed_merge
-    try:
-        for number in range(trajectories):
-            question = questions[number % len(questions)]
-            generator = InstantPolicy(script(question, protocol, turns - 1, factory.tokenizer))
-            if cold:  # as if every passage were new: no document ids cached
-                observation._id_cache(factory.tokenizer).clear()
-            builder_seconds[0] = 0.0
-            own, built = await one_trajectory(factory, generator, question, protocol, turns)
-            per_turn.append(own / turns)
-            builder_per_turn.append(builder_seconds[0] / turns)
-            init.append(built)
-    finally:
-        AgentLoopBase.ct_merge_context_msg = merge
-    return per_turn, builder_per_turn, init
-
-
-async def one_trajectory(
-    factory: LoopFactory, generator: InstantPolicy, question: str, protocol: str, turns: int
-):
-    started = time.perf_counter()
-    loop = factory(generator)
-    built = time.perf_counter()
-    output = await loop.run(dict(SAMPLING), **row(question, protocol))
-    total = time.perf_counter() - built
-    assert generator.calls == turns and output.extra_fields["search_failures"] == 0, output.extra_fields
-    return total - output.metrics.generate_sequences - output.metrics.tool_calls, built - started
+            AgentLoopBase.ct_merge_context_msg, retriever_client.RetrieverClient.search = merge, search
+        assert generator.calls == turns and output.extra_fields["search_failures"] == 0, output.extra_fields
+        times["wall"].append((wall - output.metrics.generate_sequences - searching.wall) / turns)
+        times["cpu"].append((cpu - searching.cpu) / turns)  # the instant generator uses no CPU
+        times["builder"].append(builder.wall / turns)
+        times["init"].append(time.perf_counter() - started - wall)
+    return times
 
 
 async def concurrency(factory: LoopFactory, questions: list[str], protocol: str, count: int, searches: int):
@@ -321,21 +326,19 @@ def overhead_table(
     print(
         f"\n1. loop overhead per turn, {trajectories} trajectories x {turns} turns, one at a time ({load()})"
     )
-    print(
-        "| protocol | turns | median | p90 | p99 | verl's chat builder (median) | instantiate + __init__ (median) |"
-    )
-    print("|---|---|---|---|---|---|---|")
+    print("| protocol | turns | wall median | wall p90 | wall p99 | CPU median | of which verl's chat builder "
+          "(wall median) | instantiate + __init__ (median, per trajectory) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for protocol, cold in (("tags", False), ("tags", True), ("tool_call", False)):
         factory = factories[protocol]
         asyncio.run(overhead(factory, questions, protocol, 50, turns))  # warm-up
-        per_turn, builder, init = asyncio.run(
-            overhead(factory, questions, protocol, trajectories, turns, cold)
-        )
+        times = asyncio.run(overhead(factory, questions, protocol, trajectories, turns, cold))
         label = f"{protocol} (no cached document ids)" if cold else protocol
+        wall = times["wall"]
         print(
-            f"| {label} | {len(per_turn) * turns} | {ms(statistics.median(per_turn))} "
-            f"| {ms(percentile(per_turn, 90))} | {ms(percentile(per_turn, 99))} "
-            f"| {ms(statistics.median(builder))} | {ms(statistics.median(init))} |"
+            f"| {label} | {len(wall) * turns} | {ms(statistics.median(wall))} | {ms(percentile(wall, 90))} "
+            f"| {ms(percentile(wall, 99))} | {ms(statistics.median(times['cpu']))} "
+            f"| {ms(statistics.median(times['builder']))} | {ms(statistics.median(times['init']))} |"
         )
 
 
