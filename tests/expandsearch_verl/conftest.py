@@ -382,7 +382,11 @@ def verl_trainer_config(chat_model_dir: Path):
 
 @pytest.fixture
 def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
-    """Build the loop from the shipped YAML with hydra, exactly as `AgentLoopWorker` does."""
+    """Build the loop from the shipped YAML with hydra, exactly as `AgentLoopWorker` does.
+
+    Every output of its `run()` is checked against `assert_invariants` (with the generator's calls),
+    so every test that runs a trajectory checks them.
+    """
     import hydra
     from omegaconf import OmegaConf
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
@@ -410,7 +414,7 @@ def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
         entry.retriever_urls = [fake_retriever.url]
         for key, value in settings.items():
             entry[key] = value
-        return hydra.utils.instantiate(
+        loop = hydra.utils.instantiate(
             config=entry,
             trainer_config=DictConfigWrap(config=config),
             server_manager=generator,
@@ -421,6 +425,15 @@ def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
             data_config=DictConfigWrap(config.data),
             tools=ToolListWrap([]),
         )
+        run = loop.run
+
+        async def checked_run(sampling_params: dict[str, Any], **kwargs: Any):
+            output = await run(sampling_params, **kwargs)
+            assert_invariants(output, generator, response_length)
+            return output
+
+        loop.run = checked_run
+        return loop
 
     return make
 
@@ -449,12 +462,14 @@ def run_kwargs():
 
 # --------------------------------------------------------------------------------------- invariants
 def assert_invariants(output: Any, generator: RecordingGenerator, response_length: int) -> None:
-    """What every output must satisfy, whatever the model wrote."""
-    ids, mask, logprobs = output.response_ids, output.response_mask, output.response_logprobs
-    assert len(ids) == len(mask) == len(logprobs) <= response_length
+    """What every output must satisfy, whatever the model wrote.
+
+    `generator.calls` must be this trajectory's calls only, in order.
+    """
+    ids, mask, logprobs = list(output.response_ids), list(output.response_mask), output.response_logprobs
+    assert len(ids) == len(mask) <= response_length
     assert set(mask) <= {0, 1}
     generated = [token for call in generator.calls for token in call.token_ids]
-    generated_logprobs = [lp for call in generator.calls for lp in call.log_probs]
     model_ids = [token for token, m in zip(ids, mask, strict=True) if m == 1]
     # Every mask-1 token is the model's, in order, and nothing the model sampled is masked out
     # (the only loss is at the end, where the response was cut to response_length).
@@ -464,12 +479,17 @@ def assert_invariants(output: Any, generator: RecordingGenerator, response_lengt
     tokenizer = generator.tokenizer
     assert tokenizer.decode(model_ids) == tokenizer.decode(generated[: len(model_ids)])
     # Observation tokens: mask 0, log-prob 0.0; model tokens keep the engine's log-probs.
-    assert [lp for lp, m in zip(logprobs, mask, strict=True) if m == 1] == generated_logprobs[
-        : len(model_ids)
-    ]
-    assert all(lp == 0.0 for lp, m in zip(logprobs, mask, strict=True) if m == 0)
+    if logprobs is None:
+        assert not any(call.sampling_params.get("logprobs") for call in generator.calls)
+    else:
+        logprobs = list(logprobs)
+        assert len(logprobs) == len(ids)
+        generated_logprobs = [lp for call in generator.calls for lp in call.log_probs]
+        model_logprobs = [lp for lp, m in zip(logprobs, mask, strict=True) if m == 1]
+        assert model_logprobs == pytest.approx(generated_logprobs[: len(model_ids)])
+        assert all(lp == 0.0 for lp, m in zip(logprobs, mask, strict=True) if m == 0)
     # Each turn saw exactly the tokens of the trajectory so far: nothing was re-encoded.
-    full = output.prompt_ids + ids
+    full = list(output.prompt_ids) + ids
     for call in generator.calls:
         assert call.prompt_ids == full[: len(call.prompt_ids)]
         assert call.sampling_params["max_tokens"] == response_length - (
@@ -481,6 +501,7 @@ def assert_invariants(output: Any, generator: RecordingGenerator, response_lengt
 
 @pytest.fixture
 def check_output():
+    """`check_output(output, generator, response_length)` for outputs not made by `make_loop`."""
     return assert_invariants
 
 

@@ -21,12 +21,11 @@ def information(body: str) -> str:
 
 
 async def test_tags_search_then_answer(
-    make_loop, scripted, run_kwargs, check_output, fake_retriever, chat_tokenizer, observations
+    make_loop, scripted, run_kwargs, fake_retriever, chat_tokenizer, observations
 ):
     generator = scripted(SEARCH, ANSWER)
     loop = make_loop(generator, squeeze=False, topk=2, max_observation_tokens=10_000)
     output = await loop.run(dict(SAMPLING), **run_kwargs())
-    check_output(output, generator, 512)
 
     # one /search call with both variants
     assert fake_retriever.requests == [
@@ -95,22 +94,18 @@ async def test_question_is_sent_only_when_asked(make_loop, scripted, run_kwargs,
     assert fake_retriever.requests[0]["question"] == "Who built it?"
 
 
-async def test_answer_in_the_first_turn_ends_without_search(
-    make_loop, scripted, run_kwargs, check_output, fake_retriever
-):
+async def test_answer_in_the_first_turn_ends_without_search(make_loop, scripted, run_kwargs, fake_retriever):
     generator = scripted(ANSWER, SEARCH)
     output = await make_loop(generator).run(dict(SAMPLING), **run_kwargs())
-    check_output(output, generator, 512)
     assert len(generator.calls) == 1 and fake_retriever.requests == [] and output.response_mask.count(0) == 0
     assert output.num_turns == 2
 
 
 async def test_last_turn_is_announced_and_its_search_not_run(
-    make_loop, scripted, run_kwargs, check_output, chat_tokenizer, fake_retriever, observations
+    make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever, observations
 ):
     generator = scripted(SEARCH)  # the model never answers
     output = await make_loop(generator, max_turns=3).run(dict(SAMPLING), **run_kwargs())
-    check_output(output, generator, 512)
     assert len(generator.calls) == 3 and len(fake_retriever.requests) == 2
     first, second = observations(output)
     assert LAST_TURN_NOTICE not in first and LAST_TURN_NOTICE in second
@@ -125,11 +120,10 @@ async def test_single_turn_budget_never_searches(make_loop, scripted, run_kwargs
 
 
 async def test_malformed_action_gets_feedback_and_the_trajectory_goes_on(
-    make_loop, scripted, run_kwargs, check_output, chat_tokenizer, observations
+    make_loop, scripted, run_kwargs, chat_tokenizer, observations
 ):
     generator = scripted("<think>hmm</think><search>unclosed", "<search>a\nb\nc\nd</search>", ANSWER)
     output = await make_loop(generator, max_turns=4).run(dict(SAMPLING), **run_kwargs())
-    check_output(output, generator, 512)
     first, second = observations(output)
     assert first.startswith(
         TAGS_OPEN + "<search> was opened but never closed with </search>. To search, write"
@@ -139,23 +133,19 @@ async def test_malformed_action_gets_feedback_and_the_trajectory_goes_on(
     assert (fields["invalid_actions"], fields["num_searches"], fields["num_queries"]) == (2, 1, 3)
 
 
-async def test_budget_spent_mid_generation_ends(make_loop, scripted, run_kwargs, check_output):
+async def test_budget_spent_mid_generation_ends(make_loop, scripted, run_kwargs):
     generator = scripted("<think>" + "long thought " * 200)
     output = await make_loop(generator, response_length=64).run(dict(SAMPLING), **run_kwargs())
-    check_output(output, generator, 64)
     assert len(output.response_ids) == 64 and len(generator.calls) == 1
 
 
 @pytest.mark.parametrize("response_length", [40, 45, 50, 60, 80, 100, 130])
-async def test_observations_fit_the_remaining_budget(
-    make_loop, scripted, run_kwargs, check_output, response_length
-):
+async def test_observations_fit_the_remaining_budget(make_loop, scripted, run_kwargs, response_length):
     """Near the end of the budget the observation shrinks, or is left out if nothing would fit."""
     generator = scripted(SEARCH, ANSWER)
     output = await make_loop(generator, response_length=response_length, squeeze=False).run(
         dict(SAMPLING), **run_kwargs()
     )
-    check_output(output, generator, response_length)
     if 0 in output.response_mask:  # an observation was appended: it left room to generate again
         assert len(generator.calls) == 2
     assert len(output.response_ids) <= response_length

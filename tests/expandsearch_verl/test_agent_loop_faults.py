@@ -40,7 +40,7 @@ def failure_notes(tokenizer, output) -> list[str]:
     ],
 )
 async def test_every_trajectory_completes_and_counts_its_failures(
-    fault, reason, make_loop, scripted, run_kwargs, check_output, chat_tokenizer, fake_retriever, dead_url
+    fault, reason, make_loop, scripted, run_kwargs, chat_tokenizer, fake_retriever, dead_url
 ):
     settings = {"breaker_failures": 1000}  # exercise the retries here, not the breaker
     if fault == "down":
@@ -51,7 +51,6 @@ async def test_every_trajectory_completes_and_counts_its_failures(
         fake_retriever.mode = fault
     generators, outputs = await run_batch(make_loop, scripted, run_kwargs, **settings)
     for generator, output in zip(generators, outputs, strict=True):
-        check_output(output, generator, 512)
         assert len(generator.calls) == 3  # the trajectory went on after each failure and answered
         assert output.extra_fields["search_failures"] == output.extra_fields["num_searches"] == 2
         assert output.extra_fields["retrieved_ids"] == [] and output.extra_fields["num_unique_docs"] == 0
@@ -60,13 +59,12 @@ async def test_every_trajectory_completes_and_counts_its_failures(
 
 
 async def test_one_dead_replica_of_two_costs_nothing(
-    make_loop, scripted, run_kwargs, check_output, fake_retriever, dead_url
+    make_loop, scripted, run_kwargs, fake_retriever, dead_url
 ):
-    generators, outputs = await run_batch(
+    _, outputs = await run_batch(
         make_loop, scripted, run_kwargs, count=8, retriever_urls=[dead_url, fake_retriever.url]
     )
-    for generator, output in zip(generators, outputs, strict=True):
-        check_output(output, generator, 512)
+    for output in outputs:
         assert output.extra_fields["search_failures"] == 0 and output.extra_fields["num_unique_docs"] > 0
     assert len(fake_retriever.requests) == 16
 

@@ -35,9 +35,7 @@ def smollm2(smollm2_gguf: Path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["tags", "tool_call"])
-async def test_smollm2_rollout(
-    smollm2, hf_generator_for, make_loop, demo_retriever_url, check_output, protocol
-):
+async def test_smollm2_rollout(smollm2, hf_generator_for, make_loop, demo_retriever_url, protocol):
     tokenizer, model = smollm2
     generator = hf_generator_for(tokenizer, model)
     loop = make_loop(
@@ -53,5 +51,4 @@ async def test_smollm2_rollout(
     output = await loop.run(
         dict(SAMPLING), raw_prompt=raw_prompt, extra_info={"question": QUESTION, "protocol": protocol}
     )
-    check_output(output, generator, 256)
     assert output.extra_fields["search_failures"] == 0

@@ -70,9 +70,28 @@ def first_batch(config, tokenizer) -> DataProto:
     )
 
 
+def unpad(output: DataProto, row: int, generator) -> tuple[SimpleNamespace, list]:
+    """Row `row` of the batch without padding, and the generate calls made for it (they start with its prompt)."""
+    prompt_mask = output.batch["attention_mask"][row, :PROMPT_LENGTH].bool()
+    response_mask = output.batch["attention_mask"][row, PROMPT_LENGTH:].bool()
+    trajectory = SimpleNamespace(
+        prompt_ids=output.batch["prompts"][row][prompt_mask].tolist(),
+        response_ids=output.batch["responses"][row][response_mask].tolist(),
+        response_mask=output.batch["response_mask"][row][response_mask].tolist(),
+        response_logprobs=output.batch["rollout_log_probs"][row][response_mask].tolist(),
+        extra_fields={key: output.non_tensor_batch[key][row] for key in METRIC_KEYS},
+    )
+    calls = [
+        call
+        for call in generator.calls
+        if call.prompt_ids[: len(trajectory.prompt_ids)] == trajectory.prompt_ids
+    ]
+    return trajectory, calls
+
+
 @pytest.mark.parametrize("protocol", ["tags", "tool_call"])
 async def test_worker_generates_a_scored_batch(
-    tmp_path, chat_model_dir, demo_retriever_url, dead_url, rule_policy, protocol, capsys
+    tmp_path, chat_model_dir, demo_retriever_url, dead_url, rule_policy, check_output, protocol, capsys
 ):
     data_dir = tmp_path / "data"
     assert data_prep(["--output-dir", str(data_dir), "--protocol", protocol]) == 0
@@ -101,6 +120,9 @@ async def test_worker_generates_a_scored_batch(
     assert torch.all(batch["rollout_log_probs"][batch["response_mask"] == 0] == 0)
 
     columns = output.non_tensor_batch
+    for row in range(BATCH):  # the invariants, per trajectory, on the padded batch
+        trajectory, calls = unpad(output, row, generator)
+        check_output(trajectory, SimpleNamespace(tokenizer=generator.tokenizer, calls=calls), RESPONSE_LENGTH)
     assert set(METRIC_KEYS) <= set(columns)
     assert list(columns["num_searches"]) == [1] * BATCH and list(columns["tool_call_counts"]) == [1] * BATCH
     assert list(columns["__num_turns__"]) == [4] * BATCH and all(n > 0 for n in columns["num_unique_docs"])
