@@ -40,11 +40,11 @@ async def test_smollm2_rollout(smollm2, hf_generator_for, make_loop, demo_retrie
     generator = hf_generator_for(tokenizer, model)
     loop = make_loop(
         generator,
-        response_length=256,
+        response_length=128,
         tokenizer=tokenizer,
         hf_model_type="llama",
         retriever_urls=[demo_retriever_url],
-        max_observation_tokens=96,
+        max_observation_tokens=48,
         squeeze=False,
     )
     raw_prompt = render_prompt(QUESTION, system_prompt("expandsearch", protocol))
