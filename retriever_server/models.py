@@ -80,6 +80,22 @@ def _convert_gguf(gguf_file: Path, target: Path) -> Path:
     return target
 
 
+def hf_source(path: str | Path, cache_dir: str | Path | None = None) -> str:
+    """What `from_pretrained` can load: a GGUF file becomes its converted directory (converted if missing)."""
+    from retriever_server.settings import default_cache_dir
+
+    source = resolve_model(str(path))
+    if not source.endswith(".gguf"):
+        return source
+    gguf_file = Path(source).expanduser()
+    if not gguf_file.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {gguf_file}")
+    directory = converted_gguf_dir(gguf_file, cache_dir or default_cache_dir())
+    if not (directory / "config.json").is_file():
+        _convert_gguf(gguf_file, directory)
+    return str(directory)
+
+
 def load_causal_lm(path: str | Path, device: str | None = None, dtype=None, cache_dir: str | Path | None = None):
     """(model, tokenizer) in eval mode on `device` ("auto"/None: the first GPU, else the CPU).
 
@@ -93,18 +109,9 @@ def load_causal_lm(path: str | Path, device: str | None = None, dtype=None, cach
     from transformers.utils import logging as hf_logging
 
     from retriever_server.encoder import resolve_device
-    from retriever_server.settings import default_cache_dir
 
     hf_logging.disable_progress_bar()  # quiet by default: no bars inside a server
-    source = resolve_model(str(path))
-    if source.endswith(".gguf"):
-        gguf_file = Path(source).expanduser()
-        if not gguf_file.is_file():
-            raise FileNotFoundError(f"GGUF file not found: {gguf_file}")
-        directory = converted_gguf_dir(gguf_file, cache_dir or default_cache_dir())
-        if not (directory / "config.json").is_file():
-            _convert_gguf(gguf_file, directory)
-        source = str(directory)
+    source = hf_source(path, cache_dir)
     device = resolve_device(device or "auto")
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32

@@ -50,6 +50,13 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def backoff_delay(attempt: int, base_s: float, retry_after: float | None = None) -> float:
+    """Seconds before retry `attempt + 1`: base * 2**attempt with jitter (half to all of it), capped;
+    a server's Retry-After wins when it asks for longer (capped as well)."""
+    delay = min(MAX_BACKOFF_S, base_s * 2**attempt) * random.uniform(0.5, 1.0)
+    return delay if retry_after is None else min(MAX_BACKOFF_S, max(delay, retry_after))
+
+
 def parse_completion(status: int, payload: bytes) -> str:
     """The assistant message of a 200 chat-completions answer, or a SqueezeError saying what was wrong."""
     try:
@@ -96,9 +103,7 @@ class OpenAIChat:
                     raise SqueezeError(f"{self.url}: {failure} (gave up after {attempt + 1} attempts)") from None
                 if self.metrics is not None:
                     self.metrics.squeezer_retries.labels(failure.cause).inc()
-                delay = min(MAX_BACKOFF_S, self.backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
-                if failure.retry_after is not None:
-                    delay = min(MAX_BACKOFF_S, max(delay, failure.retry_after))
+                delay = backoff_delay(attempt, self.backoff_s, failure.retry_after)
                 attempt += 1
                 logger.info("squeezer request failed (%s); retry %d in %.2f s", failure, attempt, delay)
                 await asyncio.sleep(delay)
