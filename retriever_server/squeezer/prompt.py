@@ -38,6 +38,8 @@ class PromptTemplate:
             raise ValueError(f"squeezer_prompt: cannot read {file}: {exc}") from None
         if not isinstance(raw, dict):
             raise ValueError(f"squeezer_prompt: {file} must be a mapping with keys {list(KEYS)}")
+        if isinstance(raw.get("version"), int | float) and not isinstance(raw["version"], bool):
+            raw["version"] = str(raw["version"])  # `version: 2` is a version too
         bad = [key for key in KEYS if not isinstance(raw.get(key), str) or not raw[key].strip()]
         unknown = sorted(set(raw) - set(KEYS))
         if bad or unknown:
