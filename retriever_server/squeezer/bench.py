@@ -31,12 +31,15 @@ from pathlib import Path
 
 import httpx
 
-from retriever_server.corpus import Passage
 from retriever_server.squeezer.context import format_passages, select_passages, unique_passages
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data_prep" / "samples"
-STOPWORDS = set("a an the of in on at to for by with from and or is was were are be been did do does what which who "
-                "whom whose when where why how that this these those as it its into than then there their".split())
+STOPWORDS = frozenset({
+    "a", "an", "the", "of", "in", "on", "at", "to", "for", "by", "with", "from", "and", "or", "is", "was",
+    "were", "are", "be", "been", "did", "do", "does", "what", "which", "who", "whom", "whose", "when",
+    "where", "why", "how", "that", "this", "these", "those", "as", "it", "its", "into", "than", "then",
+    "there", "their",
+})
 TOPK = 10
 
 

@@ -6,7 +6,13 @@ import os
 
 import pytest
 
-from retriever_server.models import converted_gguf_dir, hf_source, load_causal_lm, offline_model_path, resolve_model
+from retriever_server.models import (
+    converted_gguf_dir,
+    hf_source,
+    load_causal_lm,
+    offline_model_path,
+    resolve_model,
+)
 
 
 def test_offline_models(minilm_path, smollm2_gguf):
