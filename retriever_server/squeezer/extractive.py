@@ -26,7 +26,7 @@ from retriever_server.squeezer import SqueezeError, SqueezerResources
 from retriever_server.squeezer.context import TokenCounter, select_passages, tokenizer_counter
 
 # a sentence ends at . ! or ? (optionally closed by a quote or bracket) before white space and a capital or digit
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
 NEAR_COPY = 0.95  # cosine above which a sentence repeats one already taken
 # sentences scoring under this fraction of the best one are left out even when the budget has room:
 # filling 512 tokens with off-topic sentences would only add noise to the observation

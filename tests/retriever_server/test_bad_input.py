@@ -36,6 +36,7 @@ BAD_INPUTS = [
     ("/search", [1, 2], "body", "object"),
     ("/squeeze", {"queries": ["q"], "documents": []}, "documents", "at least one"),
     ("/squeeze", {"queries": ["q"], "documents": [{"title": "t"}]}, "documents[0].text", "required"),
+    ("/squeeze", {"queries": ["q"], "documents": [{"text": "ok"}, {"text": "\ud800"}]}, "documents[1].text", "Unicode"),
 ]
 
 
