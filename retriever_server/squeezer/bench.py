@@ -133,6 +133,7 @@ def bench_hf(turns, n: int, context_tokens: int, max_new_tokens: int) -> dict:
     started = time.perf_counter()
     batched = chat.generate(prompts)
     ceiling_s = time.perf_counter() - started
+    print(f"hf ceiling: {n / ceiling_s:.3f} req/s", file=sys.stderr, flush=True)  # progress: the run is long
     bodies = [{"queries": q, "question": question, "documents": [{"title": p.title, "text": p.text} for p in fused]}
               for q, question, _, fused in turns]
     serve = ["--demo", "--squeezer", "hf", "--squeezer-model", directory, "--squeezer-max-tokens", str(max_new_tokens),
@@ -143,6 +144,7 @@ def bench_hf(turns, n: int, context_tokens: int, max_new_tokens: int) -> dict:
         served_s = asyncio.run(_post_all(server.url, bodies))
         metrics = httpx.get(server.url + "/metrics").text
     batches = _sample(metrics, "retriever_squeezer_batch_requests_count") - 1
+    print(f"hf served: {n / served_s:.3f} req/s in {batches:.0f} batch(es)", file=sys.stderr, flush=True)
     started = time.perf_counter()
     for prompt in prompts:
         chat.generate([prompt])

@@ -26,6 +26,7 @@ def chat_for(smollm2, **kwargs) -> HFChat:
     return HFChat(model, tokenizer, name="smollm2", **{"max_new_tokens": 8, "batch_size": 8, **kwargs})
 
 
+@pytest.mark.slow  # ~15 s on a quiet 2-core machine, a minute on a busy one (one batch, then four alone)
 async def test_concurrent_requests_share_one_left_padded_greedy_batch(smollm2):
     metrics = ServerMetrics()
     chat = chat_for(smollm2, max_wait_ms=500, metrics=metrics)
