@@ -60,3 +60,25 @@ async def test_the_budget_and_the_question_count(minilm_encoder, engine, make_pa
         await ExtractiveSqueezer(minilm_encoder, engine, max_tokens=3).squeeze(["dracula"], docs, None)
     with pytest.raises(SqueezeError, match="no text"):
         await tight.squeeze(["dracula"], [make_passage(2, "Empty", " ")], None)
+
+
+async def test_sentences_are_encoded_once_per_passage(minilm_encoder, engine, make_passage):
+    encoded = []
+    encode = minilm_encoder.encode
+
+    def recording_encode(texts, is_query):
+        encoded.append((len(texts), is_query))
+        return encode(texts, is_query)
+
+    squeezer = ExtractiveSqueezer(minilm_encoder, engine, max_tokens=60, cache_passages=2)
+    docs = [make_passage(1, "Bram Stoker", STOKER), make_passage(2, "Paris", PARIS)]
+    minilm_encoder.encode = recording_encode
+    try:
+        first = await squeezer.squeeze(["who wrote dracula"], docs, None)
+        second = await squeezer.squeeze(["who wrote dracula"], docs[::-1], None)
+        await squeezer.squeeze(["eiffel tower"], [make_passage(3, "Rome", "Rome is in Italy.")], None)
+    finally:
+        minilm_encoder.encode = encode
+    assert encoded == [(1, True), (5, False), (1, True), (0, False), (1, True), (1, False)]
+    assert first == second  # the same sentences (only Stoker's are about the query), from vectors kept
+    assert len(squeezer._seen) == 2  # capped: the oldest passage was dropped
