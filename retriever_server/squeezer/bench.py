@@ -137,7 +137,9 @@ def bench_hf(turns, n: int, context_tokens: int, max_new_tokens: int) -> dict:
     prompt_tokens = chat.count_tokens(prompts)
     chat.generate(prompts[:1])  # warm up
     summaries: list[str] = []
-    ceiling = {n: _generate_rps(chat, prompts, n, summaries), n // 2: _generate_rps(chat, prompts, n // 2)}
+    ceiling = {n: _generate_rps(chat, prompts, n, summaries)}
+    if n > 1:
+        ceiling[n // 2] = _generate_rps(chat, prompts, n // 2)
     best = max(ceiling, key=ceiling.get)  # the server gets the best batch size, as one would tune it
     bodies = [{"queries": q, "question": question, "documents": [{"title": p.title, "text": p.text} for p in fused]}
               for q, question, _, fused in turns]
