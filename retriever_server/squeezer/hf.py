@@ -153,7 +153,7 @@ class HFChat:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        self._thread.shutdown(wait=True)
+        self._thread.shutdown(wait=False, cancel_futures=True)  # never block the event loop on a running batch
 
 
 def build_hf_squeezer(settings, resources: SqueezerResources) -> LLMSqueezer:
