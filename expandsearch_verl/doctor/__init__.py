@@ -46,21 +46,33 @@ CHECKS: list[tuple[str, Check]] = [
     ("ray-nodes", check_ray_nodes),
 ]
 CHECK_NAMES = [name for name, _ in CHECKS]
+# The checks that mean something when verl's config did not compose; every other one is skipped then.
+WITHOUT_CONFIG = frozenset({"config", "retriever", "squeezer", "plugin"})
+
+
+def run_check(ctx: Preflight, name: str, check: Check) -> list[CheckResult]:
+    """One check; `skip` when it needs the config that failed to compose, `fail` when it crashes."""
+    if ctx.config is None and name not in WITHOUT_CONFIG:
+        return [skipped(name, "needs the composed config")]
+    try:
+        return check(ctx)
+    except Exception as exc:  # a bug or an odd environment in one check must not hide the others
+        return [
+            CheckResult(
+                name,
+                Status.FAIL,
+                f"the check itself crashed: {type(exc).__name__}: {exc}",
+                "report this with the command line; --skip it to see the rest",
+            )
+        ]
 
 
 def run_checks(ctx: Preflight, skip: frozenset[str] = frozenset()) -> list[CheckResult]:
     """Every check in order; a skipped one reports `skip`, and a crashing one reports `fail`."""
     results: list[CheckResult] = []
     for name, check in CHECKS:
-        if name in skip:
-            results.append(skipped(name, "--skip"))
-            continue
-        try:
-            results += check(ctx)
-        except Exception as exc:  # a bug or an odd environment in one check must not hide the others
-            results.append(CheckResult(name, Status.FAIL, f"the check itself crashed: {type(exc).__name__}: {exc}",
-                                       "report this with the command line; --skip it to see the rest"))
+        results += [skipped(name, "--skip")] if name in skip else run_check(ctx, name, check)
     return results
 
 
-__all__ = ["CHECKS", "CHECK_NAMES", "CheckResult", "Preflight", "Status", "run_checks"]
+__all__ = ["CHECKS", "CHECK_NAMES", "CheckResult", "Preflight", "Status", "run_check", "run_checks"]

@@ -21,13 +21,26 @@ from expandsearch_verl.doctor.report import render_json, render_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="hydra overrides, as for verl.trainer.main_ppo")
-    parser.add_argument("--skip-network", action="store_true", help="do not call the retriever, the squeezer or the model hub")
-    parser.add_argument("--skip", action="append", default=[], choices=CHECK_NAMES, metavar="CHECK",
-                        help=f"leave a check out (repeatable): {', '.join(CHECK_NAMES)}")
-    parser.add_argument("--ray-address", default=None,
-                        help="a running Ray cluster whose every node to check ('auto', HOST:PORT, or 'local' to start one); "
-                             "default: $RAY_ADDRESS when trainer.nnodes > 1")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="hydra overrides, as for verl.trainer.main_ppo"
+    )
+    parser.add_argument(
+        "--skip-network", action="store_true", help="do not call the retriever, the squeezer or the model hub"
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=CHECK_NAMES,
+        metavar="CHECK",
+        help=f"leave a check out (repeatable): {', '.join(CHECK_NAMES)}",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="a running Ray cluster whose every node to check ('auto', HOST:PORT, or 'local' to start one); "
+        "default: $RAY_ADDRESS when trainer.nnodes > 1",
+    )
     parser.add_argument("--timeout-s", type=float, default=10.0, help="seconds per network request")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -35,9 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     bad = [item for item in args.overrides if "=" not in item]
     if bad:
-        print(f"error: {bad[0]!r} is not a hydra override (KEY=VALUE, +KEY=VALUE or ~KEY=...)", file=sys.stderr)
+        print(
+            f"error: {bad[0]!r} is not a hydra override (KEY=VALUE, +KEY=VALUE or ~KEY=...)", file=sys.stderr
+        )
         return 2
-    ctx = Preflight(list(args.overrides), skip_network=args.skip_network, ray_address=_ray_address(args), timeout_s=args.timeout_s)
+    ctx = Preflight(
+        list(args.overrides),
+        skip_network=args.skip_network,
+        ray_address=_ray_address(args),
+        timeout_s=args.timeout_s,
+    )
     results = run_checks(ctx, skip=frozenset(args.skip))
     print(render_json(results) if args.json else render_table(results))
     return 1 if any(result.status is Status.FAIL for result in results) else 0
@@ -47,5 +67,12 @@ def _ray_address(args: argparse.Namespace) -> str | None:
     """--ray-address, else $RAY_ADDRESS for multi-node runs (set inside `ray job submit`)."""
     if args.ray_address:
         return args.ray_address
-    nodes = next((item.split("=", 1)[1] for item in reversed(args.overrides) if item.lstrip("+").startswith("trainer.nnodes=")), "1")
+    nodes = next(
+        (
+            item.split("=", 1)[1]
+            for item in reversed(args.overrides)
+            if item.lstrip("+").startswith("trainer.nnodes=")
+        ),
+        "1",
+    )
     return os.environ.get("RAY_ADDRESS") if nodes.strip() not in ("", "1") else None

@@ -44,14 +44,18 @@ def schema_problems(schema: Any) -> list[str]:
 
 
 def _check_split(ctx: Preflight, name: str, key: str, train: bool) -> list[CheckResult]:
-    if ctx.config is None:
-        return [skipped(name, "needs the composed config")]
     files = ctx.select(key)
     files = [files] if isinstance(files, str) else list(files or [])
     if not files:
-        return [failed(name, f"{key} is empty", f"{key}=/absolute/path/{'train' if train else 'test'}.parquet")]
-    results = [[skipped(name, f"{file}: a remote path (verl copies it at start); not read here")] if "://" in str(file)
-               else _check_file(ctx, name, Path(str(file)).expanduser(), train) for file in files]
+        return [
+            failed(name, f"{key} is empty", f"{key}=/absolute/path/{'train' if train else 'test'}.parquet")
+        ]
+    results = [
+        [skipped(name, f"{file}: a remote path (verl copies it at start); not read here")]
+        if "://" in str(file)
+        else _check_file(ctx, name, Path(str(file)).expanduser(), train)
+        for file in files
+    ]
     return [result for group in results for result in group]
 
 
@@ -59,11 +63,17 @@ def _check_file(ctx: Preflight, name: str, path: Path, train: bool) -> list[Chec
     import pyarrow.parquet as pq
 
     if not path.is_file():
-        return [failed(name, f"{path}: no such file", f"prepare it: python -m data_prep --output-dir {path.parent}")]
+        return [
+            failed(
+                name, f"{path}: no such file", f"prepare it: python -m data_prep --output-dir {path.parent}"
+            )
+        ]
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:
-        return [failed(name, f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})", REGENERATE)]
+        return [
+            failed(name, f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})", REGENERATE)
+        ]
     problems = schema_problems(parquet.schema_arrow)
     prompt_key = ctx.select("data.prompt_key", "prompt")
     if prompt_key != "prompt":
@@ -89,8 +99,14 @@ def _check_rows(ctx: Preflight, name: str, path: Path, rows: int, train: bool) -
     if rows == 0:
         return [failed(name, f"{path} has no rows", REGENERATE)]
     if train and rows < batch:
-        return [failed(name, f"{path}: {rows} rows < data.train_batch_size={batch}; the loader drops the partial batch, "
-                       "so an epoch has no step", f"data.train_batch_size={rows} or prepare more training rows")]
+        return [
+            failed(
+                name,
+                f"{path}: {rows} rows < data.train_batch_size={batch}; the loader drops the partial batch, "
+                "so an epoch has no step",
+                f"data.train_batch_size={rows} or prepare more training rows",
+            )
+        ]
     return []
 
 
@@ -104,8 +120,14 @@ def _check_agent_names(ctx: Preflight, name: str, path: Path, table: Any) -> lis
     used = sorted(map(str, pc.unique(table.column("agent_name")).to_pylist()))
     unknown = [agent for agent in used if agent not in known]
     if unknown:
-        return [failed(name, f"{path}: rows name agent loop(s) {unknown}, which neither the agent-loop YAML nor verl defines "
-                       f"(the YAML has {sorted(ctx.agent_loops)})", f"use the YAML that defines {unknown[0]}, or {REGENERATE}")]
+        return [
+            failed(
+                name,
+                f"{path}: rows name agent loop(s) {unknown}, which neither the agent-loop YAML nor verl defines "
+                f"(the YAML has {sorted(ctx.agent_loops)})",
+                f"use the YAML that defines {unknown[0]}, or {REGENERATE}",
+            )
+        ]
     return []
 
 
@@ -116,17 +138,34 @@ def _check_columns(name: str, path: Path, table: Any, train: bool) -> list[Check
     targets = pc.struct_field(pc.struct_field(table.column("reward_model"), "ground_truth"), "target")
     no_answer = pc.sum(pc.equal(pc.fill_null(pc.list_value_length(targets), 0), 0)).as_py() or 0
     if no_answer:
-        results.append(failed(name, f"{path}: {no_answer} rows have no gold answer in reward_model.ground_truth.target", REGENERATE))
+        results.append(
+            failed(
+                name,
+                f"{path}: {no_answer} rows have no gold answer in reward_model.ground_truth.target",
+                REGENERATE,
+            )
+        )
     protocols = set(pc.unique(pc.struct_field(table.column("extra_info"), "protocol")).to_pylist())
     if not protocols <= set(PROTOCOLS):
-        results.append(failed(name, f"{path}: extra_info.protocol has {sorted(map(str, protocols - set(PROTOCOLS)))}; "
-                              f"the reward knows {list(PROTOCOLS)}", REGENERATE))
+        results.append(
+            failed(
+                name,
+                f"{path}: extra_info.protocol has {sorted(map(str, protocols - set(PROTOCOLS)))}; "
+                f"the reward knows {list(PROTOCOLS)}",
+                REGENERATE,
+            )
+        )
     if not train:
         present = set(pc.unique(table.column("data_source")).to_pylist())
         missing = [source for source in PAPER_TEST_SETS if source not in present]
         if missing:
-            results.append(warned(name, f"{path}: {len(PAPER_TEST_SETS) - len(missing)} of the papers' 7 test sets; missing {missing}",
-                                  "python -m data_prep --test-datasets with all seven, for numbers comparable with the papers"))
+            results.append(
+                warned(
+                    name,
+                    f"{path}: {len(PAPER_TEST_SETS) - len(missing)} of the papers' 7 test sets; missing {missing}",
+                    "python -m data_prep --test-datasets with all seven, for numbers comparable with the papers",
+                )
+            )
     return results
 
 
@@ -143,11 +182,20 @@ def _check_prompt_lengths(ctx: Preflight, name: str, path: Path, table: Any) -> 
     longest = np.argsort(per_row)[::-1][:LONGEST_PROMPTS_TOKENIZED]
     limit = ctx.select("data.max_prompt_length")
     tokens = max(_prompt_tokens(ctx.tokenizer, prompts[int(i)].as_py()) for i in longest)
-    if tokens <= limit or ctx.select("data.filter_overlong_prompts", False) or ctx.select("data.truncation") != "error":
+    if (
+        tokens <= limit
+        or ctx.select("data.filter_overlong_prompts", False)
+        or ctx.select("data.truncation") != "error"
+    ):
         return []
-    return [failed(name, f"{path}: a prompt is {tokens} tokens with the chat template > data.max_prompt_length={limit}; "
-                   "with data.truncation=error verl stops when it meets it",
-                   f"data.max_prompt_length={tokens} or data.filter_overlong_prompts=True")]
+    return [
+        failed(
+            name,
+            f"{path}: a prompt is {tokens} tokens with the chat template > data.max_prompt_length={limit}; "
+            "with data.truncation=error verl stops when it meets it",
+            f"data.max_prompt_length={tokens} or data.filter_overlong_prompts=True",
+        )
+    ]
 
 
 def _prompt_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> int:

@@ -15,7 +15,7 @@ import warnings
 from math import gcd
 
 from expandsearch_verl.doctor.context import Preflight
-from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped
+from expandsearch_verl.doctor.report import CheckResult, failed, passed
 
 CONFIG_MODULE = "verl.trainer.config"
 CONFIG_NAME = "ppo_trainer"  # what `python -m verl.trainer.main_ppo` composes
@@ -51,7 +51,13 @@ def check_config(ctx: Preflight) -> list[CheckResult]:
     try:
         OmegaConf.resolve(OmegaConf.create(OmegaConf.to_container(config)))
     except Exception as exc:
-        return [failed(name, f"an interpolation does not resolve: {_first_line(exc)}", "fix the ${...} reference named in the message")]
+        return [
+            failed(
+                name,
+                f"an interpolation does not resolve: {_first_line(exc)}",
+                "fix the ${...} reference named in the message",
+            )
+        ]
     ctx.config = config
     return [passed(name, f"{CONFIG_NAME} + {len(ctx.overrides)} overrides compose and resolve")]
 
@@ -59,8 +65,6 @@ def check_config(ctx: Preflight) -> list[CheckResult]:
 def check_validate(ctx: Preflight) -> list[CheckResult]:
     """verl's `validate_config`, exactly as `main_ppo.main` calls it before starting Ray."""
     name = "validate"
-    if ctx.config is None:
-        return [skipped(name, "needs the composed config")]
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
@@ -70,16 +74,25 @@ def check_validate(ctx: Preflight) -> list[CheckResult]:
             use_critic, use_reference = need_critic(ctx.config), need_reference_policy(ctx.config)
             validate_config(config=ctx.config, use_reference_policy=use_reference, use_critic=use_critic)
     except Exception as exc:
-        return [failed(name, f"verl refuses the config: {_first_line(exc)}", "change the key the message names (the batches check below says which value works)")]
+        return [
+            failed(
+                name,
+                f"verl refuses the config: {_first_line(exc)}",
+                "change the key the message names (the batches check below says which value works)",
+            )
+        ]
     trainer = "V1 (TransferQueue)" if ctx.select("trainer.use_v1", True) else "legacy RayPPOTrainer"
-    return [passed(name, f"verl 0.9.1 accepts it: critic {_on(use_critic)}, reference policy {_on(use_reference)}, trainer {trainer}")]
+    return [
+        passed(
+            name,
+            f"verl 0.9.1 accepts it: critic {_on(use_critic)}, reference policy {_on(use_reference)}, trainer {trainer}",
+        )
+    ]
 
 
 def check_batches(ctx: Preflight) -> list[CheckResult]:
     """Every step's trajectories split evenly over GPUs, mini-batches and micro-batches."""
     name = "batches"
-    if ctx.config is None:
-        return [skipped(name, "needs the composed config")]
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
 
     with warnings.catch_warnings():
@@ -87,70 +100,129 @@ def check_batches(ctx: Preflight) -> list[CheckResult]:
         use_critic, use_reference = need_critic(ctx.config), need_reference_policy(ctx.config)
     gpus = ctx.select("trainer.nnodes", 1) * ctx.select("trainer.n_gpus_per_node", 1)
     if gpus < 1:
-        return [failed(name, f"trainer.nnodes x trainer.n_gpus_per_node = {gpus}: verl trains on GPUs", "trainer.n_gpus_per_node=8")]
+        return [
+            failed(
+                name,
+                f"trainer.nnodes x trainer.n_gpus_per_node = {gpus}: verl trains on GPUs",
+                "trainer.n_gpus_per_node=8",
+            )
+        ]
     n = ctx.select("actor_rollout_ref.rollout.n", 1)
     prompts = ctx.select("data.train_batch_size")
     rows = prompts * n
     if rows % gpus:
         step = gpus // gcd(gpus, n)
-        return [failed(name, f"data.train_batch_size x rollout.n = {prompts} x {n} = {rows} trajectories do not split over {gpus} GPUs",
-                       f"data.train_batch_size={_round_to(prompts, step)}")]
+        return [
+            failed(
+                name,
+                f"data.train_batch_size x rollout.n = {prompts} x {n} = {rows} trajectories do not split over {gpus} GPUs",
+                f"data.train_batch_size={_round_to(prompts, step)}",
+            )
+        ]
     per_gpu = rows // gpus
     problems: list[CheckResult] = []
     actor = "actor_rollout_ref.actor"
     problems += _mini_batches(ctx, name, actor, prompts, n, gpus)
     if not ctx.select("actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", False):
-        problems += _divides(ctx, name, per_gpu, "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", "rows per GPU in the old-log-prob pass")
-    if ctx.select(f"{actor}.use_dynamic_bsz", False) != ctx.select("actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", False):
-        problems.append(failed(name, f"{actor}.use_dynamic_bsz and actor_rollout_ref.rollout.log_prob_use_dynamic_bsz differ (verl asserts they match)",
-                               "set both to the same value"))
+        problems += _divides(
+            ctx,
+            name,
+            per_gpu,
+            "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu",
+            "rows per GPU in the old-log-prob pass",
+        )
+    if ctx.select(f"{actor}.use_dynamic_bsz", False) != ctx.select(
+        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", False
+    ):
+        problems.append(
+            failed(
+                name,
+                f"{actor}.use_dynamic_bsz and actor_rollout_ref.rollout.log_prob_use_dynamic_bsz differ (verl asserts they match)",
+                "set both to the same value",
+            )
+        )
     if use_reference and not ctx.select("actor_rollout_ref.ref.log_prob_use_dynamic_bsz", False):
-        problems += _divides(ctx, name, per_gpu, "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", "rows per GPU in the reference pass")
+        problems += _divides(
+            ctx,
+            name,
+            per_gpu,
+            "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu",
+            "rows per GPU in the reference pass",
+        )
     if use_critic:  # critic.ppo_mini_batch_size follows the actor's unless set: report a shared problem once
         shared = ctx.select("critic.ppo_mini_batch_size") == ctx.select(f"{actor}.ppo_mini_batch_size")
         problems += _mini_batches(ctx, name, "critic", prompts, n, gpus, check_size=not shared)
         if not ctx.select("critic.use_dynamic_bsz", False):
-            problems += _divides(ctx, name, per_gpu, "critic.forward_micro_batch_size_per_gpu", "rows per GPU in the value pass")
+            problems += _divides(
+                ctx,
+                name,
+                per_gpu,
+                "critic.forward_micro_batch_size_per_gpu",
+                "rows per GPU in the value pass",
+            )
     if problems:
         return problems
     mini = ctx.select(f"{actor}.ppo_mini_batch_size")
-    return [passed(name, f"{prompts} prompts x {n} = {rows} trajectories per step, {per_gpu} per GPU; "
-                         f"{prompts // mini} actor update(s) of {mini * n // gpus} per GPU")]
+    return [
+        passed(
+            name,
+            f"{prompts} prompts x {n} = {rows} trajectories per step, {per_gpu} per GPU; "
+            f"{prompts // mini} actor update(s) of {mini * n // gpus} per GPU",
+        )
+    ]
 
 
 def check_lengths(ctx: Preflight) -> list[CheckResult]:
     """The rollout engine must hold the longest trajectory: prompt plus every turn's tokens."""
     name = "lengths"
-    if ctx.config is None:
-        return [skipped(name, "needs the composed config")]
     prompt = ctx.select("actor_rollout_ref.rollout.prompt_length")
     response = ctx.select("actor_rollout_ref.rollout.response_length")
     max_model_len = ctx.select("actor_rollout_ref.rollout.max_model_len")
     if max_model_len is not None and max_model_len < prompt + response:
-        return [failed(name, f"rollout.max_model_len={max_model_len} < prompt_length + response_length = {prompt} + {response}",
-                       f"actor_rollout_ref.rollout.max_model_len={prompt + response}")]
+        return [
+            failed(
+                name,
+                f"rollout.max_model_len={max_model_len} < prompt_length + response_length = {prompt} + {response}",
+                f"actor_rollout_ref.rollout.max_model_len={prompt + response}",
+            )
+        ]
     held = "the engine's default" if max_model_len is None else f"max_model_len {max_model_len}"
-    return [passed(name, f"prompt {prompt} + response {response} tokens (all turns and observations) fit {held}")]
+    return [
+        passed(name, f"prompt {prompt} + response {response} tokens (all turns and observations) fit {held}")
+    ]
 
 
-def _mini_batches(ctx: Preflight, name: str, section: str, prompts: int, n: int, gpus: int,
-                  check_size: bool = True) -> list[CheckResult]:
+def _mini_batches(
+    ctx: Preflight, name: str, section: str, prompts: int, n: int, gpus: int, check_size: bool = True
+) -> list[CheckResult]:
     """`section`'s PPO mini-batches: a divisor of the batch, an even split over GPUs, whole micro-batches."""
     mini = ctx.select(f"{section}.ppo_mini_batch_size")
     key = f"{section}.ppo_mini_batch_size"
     if (prompts % mini or (mini * n) % gpus) and not check_size:
         return []
     if prompts % mini:
-        return [failed(name, f"data.train_batch_size={prompts} is not a multiple of {key}={mini}",
-                       f"{key}={_largest_divisor(prompts, mini)}")]
+        return [
+            failed(
+                name,
+                f"data.train_batch_size={prompts} is not a multiple of {key}={mini}",
+                f"{key}={_largest_divisor(prompts, mini)}",
+            )
+        ]
     if (mini * n) % gpus:
         fits = [m for m in range(1, prompts + 1) if prompts % m == 0 and (m * n) % gpus == 0]
         best = max((m for m in fits if m <= mini), default=min(fits))
-        return [failed(name, f"{key} x rollout.n = {mini * n} trajectories per update do not split over {gpus} GPUs",
-                       f"{key}={best}")]
+        return [
+            failed(
+                name,
+                f"{key} x rollout.n = {mini * n} trajectories per update do not split over {gpus} GPUs",
+                f"{key}={best}",
+            )
+        ]
     if ctx.select(f"{section}.use_dynamic_bsz", False):
         return []
-    return _divides(ctx, name, mini * n // gpus, f"{section}.ppo_micro_batch_size_per_gpu", "rows per GPU in one update")
+    return _divides(
+        ctx, name, mini * n // gpus, f"{section}.ppo_micro_batch_size_per_gpu", "rows per GPU in one update"
+    )
 
 
 def _divides(ctx: Preflight, name: str, rows: int, key: str, what: str) -> list[CheckResult]:
@@ -158,8 +230,13 @@ def _divides(ctx: Preflight, name: str, rows: int, key: str, what: str) -> list[
     if micro is None:
         return [failed(name, f"{key} is not set", f"{key}={_largest_divisor(rows, 16)}")]
     if rows % micro:
-        return [failed(name, f"{rows} {what} are not divisible by {key}={micro} (verl asserts it on the GPUs)",
-                       f"{key}={_largest_divisor(rows, micro)}")]
+        return [
+            failed(
+                name,
+                f"{rows} {what} are not divisible by {key}={micro} (verl asserts it on the GPUs)",
+                f"{key}={_largest_divisor(rows, micro)}",
+            )
+        ]
     return []
 
 

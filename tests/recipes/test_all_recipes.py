@@ -13,7 +13,10 @@ import pytest
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 RECIPES = sorted(RECIPES_DIR.glob("**/*.sh"))
 # What a dry run needs beyond the test defaults (the values are never contacted).
-REQUIRED = {"multinode/submit.sh": {"RETRIEVER_URLS": "http://10.0.0.9:8000"}, "multinode/start_ray_worker.sh": {"HEAD_ADDRESS": "10.0.0.1"}}
+REQUIRED = {
+    "multinode/submit.sh": {"RETRIEVER_URLS": "http://10.0.0.9:8000"},
+    "multinode/start_ray_worker.sh": {"HEAD_ADDRESS": "10.0.0.1"},
+}
 
 
 def shellcheck() -> str:
@@ -24,12 +27,20 @@ def shellcheck() -> str:
 
 def test_recipes_exist():
     names = {str(path.relative_to(RECIPES_DIR)) for path in RECIPES}
-    assert {"train_expandsearch_ppo_qwen2.5-3b.sh", "train_expandsearch_grpo_qwen2.5-3b.sh", "train_searchr1_baseline_qwen2.5-3b.sh",
-            "eval_expandsearch.sh", "launch_retriever.sh", "multinode/submit.sh"} <= names
+    assert {
+        "train_expandsearch_ppo_qwen2.5-3b.sh",
+        "train_expandsearch_grpo_qwen2.5-3b.sh",
+        "train_searchr1_baseline_qwen2.5-3b.sh",
+        "eval_expandsearch.sh",
+        "launch_retriever.sh",
+        "multinode/submit.sh",
+    } <= names
 
 
 def test_shellcheck_is_clean():
-    result = subprocess.run([shellcheck(), "--external-sources", *map(str, RECIPES)], capture_output=True, text=True)
+    result = subprocess.run(
+        [shellcheck(), "--external-sources", *map(str, RECIPES)], capture_output=True, text=True
+    )
     assert result.returncode == 0 and not result.stdout, result.stdout
 
 

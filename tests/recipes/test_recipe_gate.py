@@ -8,8 +8,12 @@ import stat
 import pytest
 
 RECIPE = "train_expandsearch_ppo_qwen2.5-3b.sh"
-SMALL = ["data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=8", "data.max_prompt_length=1024",
-         "data.max_response_length=2048"]
+SMALL = [
+    "data.train_batch_size=16",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=8",
+    "data.max_prompt_length=1024",
+    "data.max_response_length=2048",
+]
 
 
 @pytest.fixture
@@ -19,9 +23,17 @@ def launch(recipe_env, tmp_path, demo_retriever_url):
     verl = tmp_path / "python-stand-in"
     verl.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {calls}\n')
     verl.chmod(verl.stat().st_mode | stat.S_IEXEC)
-    env = recipe_env(DRY_RUN="0", PYTHON=str(verl), GPUS_PER_NODE="2", ACTOR_MICRO_BATCH="4", CRITIC_MICRO_BATCH="4",
-                     LOG_PROB_MICRO_BATCH="8", RETRIEVER_URLS=demo_retriever_url, SQUEEZE="false",
-                     DOCTOR_FLAGS="--skip gpus --skip engine --skip plugin")  # this CPU machine's facts
+    env = recipe_env(
+        DRY_RUN="0",
+        PYTHON=str(verl),
+        GPUS_PER_NODE="2",
+        ACTOR_MICRO_BATCH="4",
+        CRITIC_MICRO_BATCH="4",
+        LOG_PROB_MICRO_BATCH="8",
+        RETRIEVER_URLS=demo_retriever_url,
+        SQUEEZE="false",
+        DOCTOR_FLAGS="--skip gpus --skip engine --skip plugin",
+    )  # this CPU machine's facts
     return env, calls
 
 
@@ -31,7 +43,7 @@ def test_a_passing_doctor_lets_the_recipe_launch(launch, run_recipe):
     assert launched.returncode == 0, launched.stdout + launched.stderr
     assert "0 failed" in launched.stdout
     argv = calls.read_text().splitlines()
-    assert argv[:2] == ["-m", "verl.trainer.main_ppo"] and argv[-len(SMALL):] == SMALL
+    assert argv[:2] == ["-m", "verl.trainer.main_ppo"] and argv[-len(SMALL) :] == SMALL
 
 
 def test_a_failing_doctor_stops_the_recipe_unless_skipped(launch, run_recipe, tmp_path):

@@ -36,7 +36,9 @@ def compose_and_validate(overrides: list[str]):
         config = compose(config_name="ppo_trainer", overrides=overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+        validate_config(
+            config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+        )
         return config, need_critic(config), need_reference_policy(config)
 
 
@@ -44,7 +46,9 @@ def agent_loop_of(config):
     from expandsearch_verl.config import AgentLoopConfig
 
     (entry,) = OmegaConf.load(config.actor_rollout_ref.rollout.agent.agent_loop_config_path)
-    knobs = {key: value for key, value in OmegaConf.to_container(entry).items() if key not in ("name", "_target_")}
+    knobs = {
+        key: value for key, value in OmegaConf.to_container(entry).items() if key not in ("name", "_target_")
+    }
     assert entry.name == "expandsearch_agent"
     return AgentLoopConfig.from_kwargs(**knobs)
 
@@ -69,20 +73,31 @@ def test_recipe_composes_validates_and_divides(recipe, recipe_env, dry_run, chat
 
 
 def test_ppo_is_the_papers_setting(recipe_env, dry_run):
-    config, use_critic, use_reference = compose_and_validate(dry_run("train_expandsearch_ppo_qwen2.5-3b.sh", recipe_env())[3:])
+    config, use_critic, use_reference = compose_and_validate(
+        dry_run("train_expandsearch_ppo_qwen2.5-3b.sh", recipe_env())[3:]
+    )
     assert config.algorithm.adv_estimator == "gae" and use_critic and not use_reference
     assert config.actor_rollout_ref.actor.optim.lr == 1e-6 and config.critic.optim.lr == 1e-5
     assert (config.data.train_batch_size, config.actor_rollout_ref.actor.ppo_mini_batch_size) == (512, 256)
-    assert config.actor_rollout_ref.rollout.n == 1 and config.trainer.n_gpus_per_node == 8 and config.trainer.nnodes == 1
+    assert (
+        config.actor_rollout_ref.rollout.n == 1
+        and config.trainer.n_gpus_per_node == 8
+        and config.trainer.nnodes == 1
+    )
     assert config.trainer.val_only is False and config.trainer.val_before_train is False
     loop = agent_loop_of(config)
     assert (loop.max_queries, loop.topk, loop.squeeze, loop.max_turns) == (3, 10, True, 4)
 
 
 def test_grpo_sets_the_group_and_the_kl_loss(recipe_env, dry_run):
-    config, use_critic, use_reference = compose_and_validate(dry_run("train_expandsearch_grpo_qwen2.5-3b.sh", recipe_env())[3:])
+    config, use_critic, use_reference = compose_and_validate(
+        dry_run("train_expandsearch_grpo_qwen2.5-3b.sh", recipe_env())[3:]
+    )
     assert config.algorithm.adv_estimator == "grpo" and config.actor_rollout_ref.rollout.n == 5
-    assert config.actor_rollout_ref.actor.use_kl_loss is True and config.actor_rollout_ref.actor.kl_loss_coef == 0.001
+    assert (
+        config.actor_rollout_ref.actor.use_kl_loss is True
+        and config.actor_rollout_ref.actor.kl_loss_coef == 0.001
+    )
     assert not use_critic and use_reference
     assert config.trainer.experiment_name == "expandsearch_grpo_qwen2.5-3b"
 
@@ -97,7 +112,9 @@ def test_searchr1_baseline_searches_one_query_top3_unsqueezed(recipe_env, dry_ru
 
 
 def test_eval_validates_once_without_critic_or_reference(recipe_env, dry_run, run_recipe, chat_model_dir):
-    config, use_critic, use_reference = compose_and_validate(dry_run("eval_expandsearch.sh", recipe_env())[3:])
+    config, use_critic, use_reference = compose_and_validate(
+        dry_run("eval_expandsearch.sh", recipe_env())[3:]
+    )
     assert config.trainer.val_only is True and config.trainer.val_before_train is True
     assert not use_critic and not use_reference
     assert config.data.train_files == config.data.val_files and config.trainer.resume_mode == "disable"
@@ -109,14 +126,30 @@ def test_eval_validates_once_without_critic_or_reference(recipe_env, dry_run, ru
 
 
 def test_toggles_and_extra_overrides_reach_the_launch_line(recipe_env, dry_run, tmp_path):
-    env = recipe_env(RETRIEVER_URLS="http://10.0.0.5:8000,http://10.0.0.6:8000", SQUEEZE="false", TOPK="5", USE_V1="True")
-    argv = dry_run("train_expandsearch_ppo_qwen2.5-3b.sh", env, "trainer.total_training_steps=300", "+trainer.extra_note=x")
-    assert argv[-2:] == ["trainer.total_training_steps=300", "+trainer.extra_note=x"]  # "$@" goes last and wins
+    env = recipe_env(
+        RETRIEVER_URLS="http://10.0.0.5:8000,http://10.0.0.6:8000", SQUEEZE="false", TOPK="5", USE_V1="True"
+    )
+    argv = dry_run(
+        "train_expandsearch_ppo_qwen2.5-3b.sh",
+        env,
+        "trainer.total_training_steps=300",
+        "+trainer.extra_note=x",
+    )
+    assert argv[-2:] == [
+        "trainer.total_training_steps=300",
+        "+trainer.extra_note=x",
+    ]  # "$@" goes last and wins
     config, _, _ = compose_and_validate(argv[3:])
     assert config.trainer.total_training_steps == 300 and config.trainer.use_v1 is True
     loop = agent_loop_of(config)
-    assert loop.retriever_urls == ["http://10.0.0.5:8000", "http://10.0.0.6:8000"] and loop.topk == 5 and loop.squeeze is False
-    assert config.actor_rollout_ref.rollout.agent.agent_loop_config_path == str(tmp_path / "run" / "agent_loops.yaml")
+    assert (
+        loop.retriever_urls == ["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
+        and loop.topk == 5
+        and loop.squeeze is False
+    )
+    assert config.actor_rollout_ref.rollout.agent.agent_loop_config_path == str(
+        tmp_path / "run" / "agent_loops.yaml"
+    )
 
 
 def test_a_bad_agent_loop_toggle_stops_the_recipe(recipe_env, run_recipe):
@@ -129,10 +162,19 @@ def test_two_nodes_through_ray_job_submit(recipe_env, dry_run):
     for recipe in ("train_expandsearch_ppo_qwen2.5-3b.sh", "train_expandsearch_grpo_qwen2.5-3b.sh"):
         job = dry_run("multinode/submit.sh", {**env, "RECIPE": recipe}, "trainer.total_training_steps=500")
         assert job[: job.index("--")] == ["ray", "job", "submit", "--address", "http://10.0.0.1:8265"]
-        assert job[job.index("--") + 1] == "env" and job[-2:] == [str(RECIPES / recipe), "trainer.total_training_steps=500"]
+        assert job[job.index("--") + 1] == "env" and job[-2:] == [
+            str(RECIPES / recipe),
+            "trainer.total_training_steps=500",
+        ]
         forwarded = dict(item.split("=", 1) for item in job[job.index("env") + 1 : job.index("bash")])
         assert forwarded["NNODES"] == "2" and forwarded["RETRIEVER_URLS"] == "http://10.0.0.9:8000"
-        argv = dry_run(recipe, {**env, **forwarded}, "trainer.total_training_steps=500")  # what the job runs on the head
+        argv = dry_run(
+            recipe, {**env, **forwarded}, "trainer.total_training_steps=500"
+        )  # what the job runs on the head
         config, _, _ = compose_and_validate(argv[3:])
-        assert (config.trainer.nnodes, config.trainer.n_gpus_per_node, config.trainer.total_training_steps) == (2, 8, 500)
+        assert (
+            config.trainer.nnodes,
+            config.trainer.n_gpus_per_node,
+            config.trainer.total_training_steps,
+        ) == (2, 8, 500)
         assert [r.status for r in batches_of(argv[3:])] == [Status.PASS], recipe

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from expandsearch_verl.doctor import CHECKS, CheckResult, Preflight
+from expandsearch_verl.doctor import CHECKS, CheckResult, Preflight, run_check
 from expandsearch_verl.doctor.verl_config import check_config
 
 
@@ -28,7 +28,9 @@ def write_agent_loop_yaml(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def small_run(chat_model_dir: Path, prepared_data_dir: Path, write_agent_loop_yaml) -> Callable[..., list[str]]:
+def small_run(
+    chat_model_dir: Path, prepared_data_dir: Path, write_agent_loop_yaml
+) -> Callable[..., list[str]]:
     """`small_run(*extra, **knobs)`: overrides of a run every config check accepts; `extra` go last (they win)."""
 
     def overrides(*extra: str, **knobs) -> list[str]:
@@ -58,8 +60,13 @@ def small_run(chat_model_dir: Path, prepared_data_dir: Path, write_agent_loop_ya
 
 
 # What a check reads from the checks before it (besides the composed config).
-NEEDS = {"train-data": ("agent-loop", "model"), "val-data": ("agent-loop", "model"), "retriever": ("agent-loop",),
-         "squeezer": ("agent-loop",), "ray-nodes": ("agent-loop",)}
+NEEDS = {
+    "train-data": ("agent-loop", "model"),
+    "val-data": ("agent-loop", "model"),
+    "retriever": ("agent-loop",),
+    "squeezer": ("agent-loop",),
+    "ray-nodes": ("agent-loop",),
+}
 
 
 @pytest.fixture
@@ -74,7 +81,7 @@ def preflight() -> Callable[..., tuple[Preflight, list[CheckResult]]]:
         wanted = {need for name in names for need in NEEDS.get(name, ())} | set(names)
         for name, check in CHECKS[1:]:
             if name in wanted:
-                found = check(ctx)
+                found = run_check(ctx, name, check)
                 results += found if name in names else []
         return ctx, results
 

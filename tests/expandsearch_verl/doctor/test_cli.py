@@ -13,17 +13,37 @@ MACHINE_BOUND = ["--skip", "gpus", "--skip", "engine", "--skip", "plugin"]
 
 
 def test_a_sound_run_passes_and_exits_0(small_run, demo_retriever_url, capsys):
-    status = main(["doctor", *MACHINE_BOUND, *small_run(retriever_urls=f"[{demo_retriever_url}]", squeeze="false")])
+    status = main(
+        ["doctor", *MACHINE_BOUND, *small_run(retriever_urls=f"[{demo_retriever_url}]", squeeze="false")]
+    )
     out = capsys.readouterr().out
     assert status == 0, out
     assert out.splitlines()[0].split() == ["CHECK", "RESULT", "DETAIL"]
     assert "0 failed" in out and "FAIL" not in out
-    for name in ("config", "validate", "batches", "reward", "agent-loop", "model", "train-data", "val-data", "retriever", "squeezer"):
+    for name in (
+        "config",
+        "validate",
+        "batches",
+        "reward",
+        "agent-loop",
+        "model",
+        "train-data",
+        "val-data",
+        "retriever",
+        "squeezer",
+    ):
         assert any(line.startswith(name + " ") and " pass " in line for line in out.splitlines()), name
 
 
 def test_a_failure_exits_1_with_its_fix_under_it(small_run, tmp_path, capsys):
-    status = main(["doctor", "--skip-network", *MACHINE_BOUND, *small_run(f"actor_rollout_ref.model.path={tmp_path}/missing")])
+    status = main(
+        [
+            "doctor",
+            "--skip-network",
+            *MACHINE_BOUND,
+            *small_run(f"actor_rollout_ref.model.path={tmp_path}/missing"),
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert status == 1
     failure = next(i for i, line in enumerate(lines) if line.startswith("model ") and " FAIL " in line)
@@ -50,8 +70,13 @@ def test_skip_names_are_the_check_names(capsys):
 
 def test_the_table_wraps_details_and_fixes_under_their_check():
     long = "word " * 40
-    table = render_table([CheckResult("batches", Status.FAIL, long.strip(), "data.train_batch_size=16"),
-                          CheckResult("config", Status.PASS, "fine")], width=80)
+    table = render_table(
+        [
+            CheckResult("batches", Status.FAIL, long.strip(), "data.train_batch_size=16"),
+            CheckResult("config", Status.PASS, "fine"),
+        ],
+        width=80,
+    )
     lines = table.splitlines()
     assert lines[1].startswith("batches  FAIL    word")
     assert all(len(line) <= 80 for line in lines)
@@ -67,8 +92,23 @@ def test_a_crashing_check_is_reported_and_the_others_still_run(monkeypatch):
     def crash(ctx):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(doctor, "CHECKS", [("first", crash), ("second", lambda ctx: [passed("second", "ran")])])
+    monkeypatch.setattr(
+        doctor, "CHECKS", [("first", crash), ("second", lambda ctx: [passed("second", "ran")])]
+    )
+    monkeypatch.setattr(doctor, "WITHOUT_CONFIG", frozenset({"first", "second"}))
     results = doctor.run_checks(doctor.Preflight([]), skip=frozenset())
     assert [(r.check, r.status) for r in results] == [("first", Status.FAIL), ("second", Status.PASS)]
     assert "crashed: RuntimeError: boom" in results[0].detail
     assert doctor.run_checks(doctor.Preflight([]), skip=frozenset({"first"}))[0].status is Status.SKIP
+
+
+def test_checks_that_need_the_config_are_skipped_when_it_did_not_compose(monkeypatch):
+    from expandsearch_verl import doctor
+
+    def needs_config(ctx):
+        return [doctor.CheckResult("second", Status.PASS, str(ctx.config["trainer"]), "")]
+
+    monkeypatch.setattr(doctor, "CHECKS", [("second", needs_config)])
+    monkeypatch.setattr(doctor, "WITHOUT_CONFIG", frozenset())
+    (result,) = doctor.run_checks(doctor.Preflight([]))
+    assert result.status is Status.SKIP and "needs the composed config" in result.detail

@@ -36,7 +36,11 @@ def test_a_remote_path_is_not_read(small_run, preflight):
 
 
 def test_a_file_without_agent_name_fails(small_run, preflight, prepared_data_dir, tmp_path):
-    path = write_variant(prepared_data_dir / "train.parquet", tmp_path / "train.parquet", lambda t: t.drop_columns(["agent_name"]))
+    path = write_variant(
+        prepared_data_dir / "train.parquet",
+        tmp_path / "train.parquet",
+        lambda t: t.drop_columns(["agent_name"]),
+    )
     _, results = preflight(small_run(f"data.train_files={path}"), "train-data")
     assert results[0].status is Status.FAIL and "column 'agent_name' is missing" in results[0].detail
     assert "python -m data_prep" in results[0].fix
@@ -63,15 +67,22 @@ def test_an_unknown_agent_name_fails(small_run, preflight, prepared_data_dir, tm
 
 
 def test_fewer_rows_than_a_batch_fail(small_run, preflight):
-    _, results = preflight(small_run("data.train_batch_size=64", "actor_rollout_ref.actor.ppo_mini_batch_size=32"), "train-data")
+    _, results = preflight(
+        small_run("data.train_batch_size=64", "actor_rollout_ref.actor.ppo_mini_batch_size=32"), "train-data"
+    )
     assert results[0].status is Status.FAIL and "60 rows < data.train_batch_size=64" in results[0].detail
 
 
 def test_a_prompt_longer_than_the_limit_fails_before_training(small_run, preflight):
     _, results = preflight(small_run("data.max_prompt_length=256"), "train-data")
-    assert results[0].status is Status.FAIL and "with the chat template > data.max_prompt_length=256" in results[0].detail
+    assert (
+        results[0].status is Status.FAIL
+        and "with the chat template > data.max_prompt_length=256" in results[0].detail
+    )
     assert "data.filter_overlong_prompts=True" in results[0].fix
-    _, results = preflight(small_run("data.max_prompt_length=256", "data.filter_overlong_prompts=True"), "train-data")
+    _, results = preflight(
+        small_run("data.max_prompt_length=256", "data.filter_overlong_prompts=True"), "train-data"
+    )
     assert results[0].status is Status.PASS
 
 

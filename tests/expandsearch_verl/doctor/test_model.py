@@ -23,7 +23,9 @@ def test_a_missing_directory_fails(small_run, preflight, tmp_path):
 
 def test_a_separate_critic_is_checked_too(small_run, preflight, tmp_path):
     _, results = preflight(small_run(f"critic.model.path={tmp_path}/nope"), "model")
-    assert [r.status for r in results] == [Status.PASS, Status.FAIL] and results[1].detail.startswith("critic:")
+    assert [r.status for r in results] == [Status.PASS, Status.FAIL] and results[1].detail.startswith(
+        "critic:"
+    )
 
 
 def test_a_directory_without_weights_fails(small_run, preflight, chat_model_dir, tmp_path):
@@ -45,5 +47,7 @@ def test_a_tokenizer_without_chat_template_fails(small_run, preflight, chat_mode
 
 
 def test_an_uncached_hub_id_warns_without_network(small_run, preflight):
-    _, results = preflight(small_run("actor_rollout_ref.model.path=nobody/no-such-model"), "model", skip_network=True)
+    _, results = preflight(
+        small_run("actor_rollout_ref.model.path=nobody/no-such-model"), "model", skip_network=True
+    )
     assert results[0].status is Status.WARN and "hf download nobody/no-such-model" in results[0].fix

@@ -23,18 +23,28 @@ def fake_python(tmp_path: Path, body: str) -> str:
 
 def test_the_plugin_probe_imports_from_a_fresh_interpreter(small_run, preflight):
     _, results = preflight(small_run(), "plugin")
-    assert len(results) == 1 and "expandsearch_verl" in results[0].detail  # pass here, or warn for a stale install
+    assert (
+        len(results) == 1 and "expandsearch_verl" in results[0].detail
+    )  # pass here, or warn for a stale install
 
 
 def test_a_plugin_only_on_pythonpath_fails(small_run, preflight, tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "executable", fake_python(tmp_path, "echo \"ModuleNotFoundError: No module named 'expandsearch_verl'\" >&2; exit 1"))
+    monkeypatch.setattr(
+        sys,
+        "executable",
+        fake_python(
+            tmp_path, "echo \"ModuleNotFoundError: No module named 'expandsearch_verl'\" >&2; exit 1"
+        ),
+    )
     _, results = preflight(small_run(), "plugin")
     assert results[0].status is Status.FAIL and "No module named 'expandsearch_verl'" in results[0].detail
     assert "pip install -e ." in results[0].fix
 
 
 def test_another_checkouts_install_warns(small_run, preflight, tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "executable", fake_python(tmp_path, "echo /elsewhere/expandsearch_verl/__init__.py"))
+    monkeypatch.setattr(
+        sys, "executable", fake_python(tmp_path, "echo /elsewhere/expandsearch_verl/__init__.py")
+    )
     _, results = preflight(small_run(), "plugin")
     assert results[0].status is Status.WARN and "/elsewhere/expandsearch_verl" in results[0].detail
 
@@ -45,8 +55,17 @@ def installed(monkeypatch):
     real = importlib.util.find_spec
 
     def fake(modules):
-        monkeypatch.setattr(importlib.util, "find_spec",
-                            lambda name, *a: object() if name in modules else None if name in ("vllm", "sglang", "transfer_queue") else real(name, *a))
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a: (
+                object()
+                if name in modules
+                else None
+                if name in ("vllm", "sglang", "transfer_queue")
+                else real(name, *a)
+            ),
+        )
 
     return lambda *modules: fake(modules)
 

@@ -22,17 +22,25 @@ def test_a_retriever_that_is_down_fails_with_how_to_start_it(small_run, prefligh
 
 def test_every_replica_is_checked(small_run, preflight, demo_retriever_url, free_port):
     dead = f"http://127.0.0.1:{free_port}"
-    _, results = preflight(small_run(retriever_urls=f"[{demo_retriever_url},{dead}]"), "retriever", timeout_s=2.0)
+    _, results = preflight(
+        small_run(retriever_urls=f"[{demo_retriever_url},{dead}]"), "retriever", timeout_s=2.0
+    )
     assert [r.status for r in results] == [Status.PASS, Status.FAIL]
 
 
 def test_a_shape_the_server_refuses_fails(small_run, preflight, demo_retriever_url):
     _, results = preflight(small_run(retriever_urls=f"[{demo_retriever_url}]", topk=500), "retriever")
-    assert results[0].status is Status.FAIL and "topk 500" in results[0].detail and "--max-topk" in results[0].fix
+    assert (
+        results[0].status is Status.FAIL
+        and "topk 500" in results[0].detail
+        and "--max-topk" in results[0].fix
+    )
 
 
 def test_loopback_urls_warn_on_several_nodes(small_run, preflight, demo_retriever_url):
-    _, results = preflight(small_run("trainer.nnodes=2", retriever_urls=f"[{demo_retriever_url}]"), "retriever")
+    _, results = preflight(
+        small_run("trainer.nnodes=2", retriever_urls=f"[{demo_retriever_url}]"), "retriever"
+    )
     assert [r.status for r in results] == [Status.PASS, Status.WARN] and "loopback" in results[1].detail
 
 
@@ -57,14 +65,18 @@ def squeezing_retriever_url():
     """The demo server with the extractive squeezer and a bearer token (the real server, another process)."""
     from retriever_server.process import ServerProcess
 
-    server = ServerProcess(["--demo", "--squeezer", "extractive", "--auth-token", "preflight-secret"], timeout_s=600)
+    server = ServerProcess(
+        ["--demo", "--squeezer", "extractive", "--auth-token", "preflight-secret"], timeout_s=600
+    )
     try:
         yield server.url
     finally:
         server.stop()
 
 
-def test_a_token_protected_retriever_needs_the_token(small_run, preflight, squeezing_retriever_url, monkeypatch):
+def test_a_token_protected_retriever_needs_the_token(
+    small_run, preflight, squeezing_retriever_url, monkeypatch
+):
     monkeypatch.delenv("EXPANDSEARCH_RETRIEVER_TOKEN", raising=False)
     _, results = preflight(small_run(retriever_urls=f"[{squeezing_retriever_url}]"), "retriever")
     assert results[0].status is Status.FAIL and "EXPANDSEARCH_RETRIEVER_TOKEN" in results[0].fix
