@@ -84,3 +84,28 @@ def test_a_token_protected_retriever_needs_the_token(
     _, results = preflight(small_run(retriever_urls=f"[{squeezing_retriever_url}]"), "retriever", "squeezer")
     assert [r.status for r in results] == [Status.PASS, Status.PASS], results
     assert "squeezer 'extractive' summarised a passage" in results[1].detail
+
+
+def test_a_squeezer_that_fails_behind_the_retriever_fails(small_run, preflight, free_port):
+    """The retriever is up but its OpenAI-compatible squeezer is not: /squeeze answers 502."""
+    from retriever_server.process import ServerProcess
+
+    dead = f"http://127.0.0.1:{free_port}/v1"
+    args = [
+        "--demo",
+        "--squeezer",
+        "openai",
+        "--squeezer-url",
+        dead,
+        "--squeezer-model",
+        "m",
+        "--squeezer-retries",
+        "0",
+    ]
+    server = ServerProcess(args, timeout_s=600)
+    try:
+        _, results = preflight(small_run(retriever_urls=f"[{server.url}]", squeeze="true"), "squeezer")
+    finally:
+        server.stop()
+    assert [r.status for r in results] == [Status.FAIL], results
+    assert "/squeeze answered 502" in results[0].detail and "--squeezer-url" in results[0].fix
