@@ -86,6 +86,7 @@ def test_a_token_protected_retriever_needs_the_token(
     assert "squeezer 'extractive' summarised a passage" in results[1].detail
 
 
+@pytest.mark.slow  # a server of its own: ~10 s to start, the suite's budget is tight
 def test_a_squeezer_that_fails_behind_the_retriever_fails(small_run, preflight, free_port):
     """The retriever is up but its OpenAI-compatible squeezer is not: /squeeze answers 502."""
     from retriever_server.process import ServerProcess
