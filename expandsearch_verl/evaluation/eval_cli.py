@@ -188,7 +188,7 @@ async def _evaluate(args, rows, settings, reward_kwargs, results: ResultsDir) ->
             }
             done = results.open(run_settings, overwrite=args.overwrite)
             stack.callback(results.close)
-        except (SetupError, PolicyError, LoopConfigError, ResultsError, OSError) as error:
+        except (SetupError, PolicyError, LoopConfigError, ResultsError, OSError, ValueError) as error:
             return _fail(error, 2)
         plan = EvalPlan(rows, builder, policy, sampling, args.concurrency, reward_kwargs)
         try:
