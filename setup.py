@@ -48,7 +48,10 @@ EXTRAS = {
         "pytest-asyncio>=0.23",
         "hypothesis",
         "ruff",
+        "matplotlib",  # the tests also draw `expandsearch eval --plot`
     ],
+    # `expandsearch eval --plot`: EM per dataset as a PNG
+    "plot": ["matplotlib"],
     # GPU nodes only (never installed on CPU): the rollout engine and its kernels, with the torch
     # and transformers versions verl 0.9.1's own `vllm` extra pins. faiss on GPU: see README.
     "gpu": [

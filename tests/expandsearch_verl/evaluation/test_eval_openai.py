@@ -43,6 +43,7 @@ def test_eval_end_to_end(
     # the rule policy answers with the first title it reads; the demo corpus has the evidence
     assert sum(record["em"] for record in records) > 0 and sum(r["retrieval_hit"] for r in records) >= 10
 
+    assert (output / "em_per_dataset.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((output / "summary.json").read_text())
     assert list(summary["table"]["sources"]) == list(PAPER_ORDER)
     assert summary["n"] == 14 and summary["searches_per_trajectory"] == 1.0
