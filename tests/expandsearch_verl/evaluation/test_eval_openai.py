@@ -31,7 +31,7 @@ def test_eval_end_to_end(
         "--retriever-url", demo_retriever_url,
         "--output-dir", output,
         "--set", "squeeze=false", "--set", "max_observation_tokens=256",
-        *LENGTHS, "--concurrency", 5,
+        *LENGTHS, "--concurrency", 5, "--plot",
     )  # fmt: skip
     assert status == 0, err
     records = check_records(output, 14, RESPONSE_LENGTH)
