@@ -36,6 +36,7 @@ INSTALL_REQUIRES = [
     "faiss-cpu>=1.8",
     "bm25s",
     "httpx",
+    "jinja2",  # the squeezer's prompt templates (already a torch and transformers dependency)
     "pydantic>=2",
     "prometheus-client",
     "pyyaml",
@@ -49,6 +50,7 @@ EXTRAS = {
         "hypothesis",
         "ruff",
         "matplotlib",  # the tests also draw `expandsearch eval --plot`
+        "openai",  # the official client checks that the squeezer tests' server speaks the real protocol
     ],
     # `expandsearch eval --plot`: EM per dataset as a PNG
     "plot": ["matplotlib"],
@@ -71,7 +73,7 @@ setup(
     include_package_data=True,
     package_data={
         "expandsearch_verl": ["VERSION", "*.yaml"],
-        "retriever_server": ["samples/*", "*.yaml", "*.txt"],
+        "retriever_server": ["samples/*", "*.yaml", "*.txt", "squeezer/*.yaml"],
         "data_prep": ["samples/*/*.jsonl"],
     },
     install_requires=INSTALL_REQUIRES,
