@@ -10,6 +10,7 @@ so `expandsearch eval` runs the very `ExpandSearchAgentLoop.run()` that training
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ class LoopBuilder:
         from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
         from verl.utils.dataset.rl_dataset import RLHFDataset
 
-        return hydra.utils.instantiate(
+        loop = hydra.utils.instantiate(
             config=self.entries[agent_name],
             trainer_config=DictConfigWrap(config=self.trainer_config),
             server_manager=server_manager,
@@ -99,6 +100,10 @@ class LoopBuilder:
             data_config=DictConfigWrap(self.trainer_config.data),
             tools=ToolListWrap([]),
         )
+        # verl warns on every build for a model family without its own token builder (SmolLM2's
+        # llama): once is enough, the builder is the same for every trajectory
+        logging.getLogger("verl.utils.tokenizer.continuous_token_wiring").setLevel(logging.ERROR)
+        return loop
 
     def describe(self) -> dict[str, Any]:
         """What the loops measure with (every setting but the transport ones), for the run's record."""

@@ -6,7 +6,7 @@
 - `eval_data(protocol, n)`: data_prep's parquet of the shipped samples, `n` rows per dataset.
 - `checked_loops`: every loop `expandsearch eval` builds checks each output against the agent-loop
   invariants (`assert_invariants` of the parent conftest) with the calls it made.
-- `eval_cli(*args)`: runs `expandsearch eval` in this process, returns (status, stdout, stderr).
+- `expandsearch_cli(*args)` / `eval_cli(*args)`: `expandsearch [eval] ARGS` here -> (status, stdout, stderr).
 """
 
 from __future__ import annotations
@@ -159,16 +159,22 @@ def checked_loops(monkeypatch, check_output):
 
 
 @pytest.fixture
-def eval_cli(capsys):
-    """`eval_cli(*args)` -> (status, stdout, stderr) of `expandsearch eval ARGS` run here."""
+def expandsearch_cli(capsys):
+    """`expandsearch_cli(*args)` -> (status, stdout, stderr) of `expandsearch ARGS` run here."""
 
     def run(*args: Any) -> tuple[int, str, str]:
         capsys.readouterr()
-        status = expandsearch(["eval", *map(str, args)])
+        status = expandsearch(list(map(str, args)))
         out, err = capsys.readouterr()
         return status, out, err
 
     return run
+
+
+@pytest.fixture
+def eval_cli(expandsearch_cli):
+    """`eval_cli(*args)` -> (status, stdout, stderr) of `expandsearch eval ARGS` run here."""
+    return lambda *args: expandsearch_cli("eval", *args)
 
 
 @pytest.fixture
