@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("tags", "tool_call"), default="tags", help="action protocol")
     parser.add_argument("--topk", type=int, default=3, help="documents per query variant")
     parser.add_argument("--max-turns", type=int, default=3, help="policy turns per trajectory")
-    parser.add_argument("--response-length", type=int, default=384, help="response budget in tokens")
+    parser.add_argument("--response-length", type=int, default=256, help="response budget in tokens")
     parser.add_argument("--concurrency", type=int, default=16, help="trajectories in flight (one batch)")
     parser.add_argument(
         "--resume", action="store_true", help="continue the last run instead of starting again"
