@@ -23,6 +23,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "doctor": ("expandsearch_verl.doctor.cli", "preflight a training run: verl config, batches, reward, agent loop, data, model, services"),
     "score": ("expandsearch_verl.rescore", "rescore a JSONL dump of trajectories: EM / F1 per data source"),
+    "eval": (
+        "expandsearch_verl.evaluation.eval_cli",
+        "evaluate a policy with the training agent loop: EM / F1 per dataset",
+    ),
+    "demo": (
+        "expandsearch_verl.evaluation.demo",
+        "the whole pipeline on the shipped samples, offline on CPU, in minutes",
+    ),
 }
 
 

@@ -36,7 +36,11 @@ class ServerProcess:
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop); a pipe nobody reads could block it
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
                                         stdout=self.log, stderr=self.log, text=True)
-        self._wait_ready(timeout_s)
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:  # Ctrl-C or SIGTERM while it starts: no orphan either
+            self.stop()
+            raise
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -50,7 +54,6 @@ class ServerProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise TimeoutError(f"the server on {self.url} was not ready after {timeout_s} s")
 
     def stop(self, timeout_s: float = 30) -> int:
