@@ -53,6 +53,7 @@ class SearchResult(BaseModel):
     summary: str | None = None
     squeezed: bool = False
     squeeze_error: str | None = None
+    timings_ms: dict[str, float] = {}  # per stage: encode, search, squeeze, total (pydantic copies it)
 
     @property
     def has_summary(self) -> bool:

@@ -2,12 +2,14 @@
 
     expandsearch demo            # hf squeezer (SmolLM2-135M-Instruct); --fast: extractive squeezer
 
-Four steps, each the project's own command: `python -m data_prep` on the shipped sample QA (a few
-questions per dataset); `python -m retriever_server serve --demo` (dense MiniLM + BM25 indexes of
-the shipped sample corpus, cached after the first build) as a child process; `expandsearch eval`
-with SmolLM2-135M-Instruct as the policy; then one trajectory printed with its masked observation
-tokens marked. The first run also converts the SmolLM2 GGUF once (cached), before the server starts,
-so the server and the policy do not both convert it on 2 cores.
+Five steps, the first three the project's own commands: `python -m data_prep` on the shipped
+sample QA (a few questions per dataset); `python -m retriever_server serve --demo` (dense MiniLM +
+BM25 indexes of the shipped sample corpus, cached after the first build) as a child process;
+`expandsearch eval` with SmolLM2-135M-Instruct as the policy; one trajectory printed with its
+masked observation tokens marked; then, while the server is still up, one live search turn for that
+trajectory's question (a 135M policy rarely writes a well-formed search, so this is where a reader
+sees retrieval and the squeezer). The first run also converts the SmolLM2 GGUF once (cached),
+before the server starts, so the server and the policy do not both convert it on 2 cores.
 
 A 135M policy scores low: the demo proves the pipeline and shows the outputs. Ctrl-C or SIGTERM
 stops cleanly: the server is shut down (SIGTERM, then kill), parquet and summary files are written
@@ -18,6 +20,7 @@ Exit status: 0 done, 1 a step failed, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import signal
@@ -26,8 +29,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from expandsearch_verl.config import AgentLoopConfig
 from expandsearch_verl.evaluation.results import SUMMARY, TRAJECTORIES, load_records
+from expandsearch_verl.evaluation.search_turn import render_turn, search_turn
 from expandsearch_verl.evaluation.trajectory_view import pick_example, render
+from expandsearch_verl.retriever_client import SearchError
 
 logger = logging.getLogger(__name__)
 
@@ -79,35 +85,64 @@ def _pipeline(args: argparse.Namespace) -> int:
     from retriever_server.process import ServerProcess
 
     data_dir, eval_dir = args.output_dir / "data", args.output_dir / "eval"
-    _step(f"1/4 data_prep: {args.questions_per_dataset} sample questions per dataset -> {data_dir}")
+    _step(f"1/5 data_prep: {args.questions_per_dataset} sample questions per dataset -> {data_dir}")
     prep = ["--output-dir", str(data_dir), "--train-datasets", "", "--protocol", args.protocol]
     if data_prep([*prep, "--max-per-dataset", str(args.questions_per_dataset), "--overwrite"]) != 0:
         return 1
     squeezer = "extractive" if args.fast else "hf"
-    _step(f"2/4 retriever server: sample corpus, dense (MiniLM) + BM25 indexes, {squeezer} squeezer")
+    _step(f"2/5 retriever server: sample corpus, dense (MiniLM) + BM25 indexes, {squeezer} squeezer")
     for model in {args.policy_model, *([] if args.fast else [SQUEEZER])}:
         hf_source(model)  # GGUF conversions, once (cached), before two processes would both convert
     serve = ["--demo", "--retriever", "dense,bm25", "--squeezer", squeezer, "--squeezer-max-tokens", "96"]
+    settings = [f"topk={args.topk}", f"max_turns={args.max_turns}", "max_observation_tokens=192"]
     with ServerProcess(serve) as server:
         _step(
-            f"3/4 expandsearch eval: {args.policy_model} as the policy, retriever {server.url} -> {eval_dir}"
+            f"3/5 expandsearch eval: {args.policy_model} as the policy, retriever {server.url} -> {eval_dir}"
         )
         status = expandsearch([
             "eval", str(data_dir / "test.parquet"), "--policy-model", args.policy_model,
             "--retriever-url", server.url, "--output-dir", str(eval_dir),
-            "--set", f"topk={args.topk}", "--set", f"max_turns={args.max_turns}",
-            "--set", "max_observation_tokens=192", "--prompt-length", "1024",
+            *(option for setting in settings for option in ("--set", setting)), "--prompt-length", "1024",
             "--response-length", str(args.response_length), "--concurrency", str(args.concurrency),
             "--batch-size", str(args.concurrency), *([] if args.resume else ["--overwrite"]),
         ])  # fmt: skip
-    if status != 0:
-        return 130 if status == 130 else 1
-    _step("4/4 one trajectory")
-    example = pick_example(load_records(eval_dir / TRAJECTORIES))
-    if example is not None:
+        if status != 0:
+            return 130 if status == 130 else 1
+        records = load_records(eval_dir / TRAJECTORIES)
+        if records and not any(record["searches"] for record in records):
+            print(f"note: no trajectory searched: {args.policy_model} is a tiny policy that rarely writes "
+                  "a well-formed search; step 5 shows one search turn for it")  # fmt: skip
+        _step("4/5 one trajectory")
+        example = pick_example(records)
+        if example is None:
+            return 0
         print(render(example, color=sys.stdout.isatty()))
+        _step("5/5 a search turn, live")
+        config = AgentLoopConfig().with_overrides(
+            [*settings, f"retriever_urls={server.url}", f"protocol={args.protocol}"]
+        )
+        policy = "SmolLM2-135M" if args.policy_model == POLICY else args.policy_model
+        _print_search_turn(example["question"], policy, hf_source(args.policy_model), config)
     print(f"\nfiles: {data_dir / 'test.parquet'}, {eval_dir / TRAJECTORIES}, {eval_dir / SUMMARY}")
     return 0
+
+
+def _print_search_turn(question: str, policy: str, model_path: str, config: AgentLoopConfig) -> None:
+    """One live `/search` for the example's question, shown as the loop would insert it; a failure
+    is printed, not raised (the evaluation has already succeeded)."""
+    from transformers import AutoTokenizer
+
+    print(
+        f"{policy} rarely writes a well-formed search; this is what one search turn of the agent "
+        f"loop returns for this question:\n{question}\n"
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        turn = asyncio.run(search_turn(question, tokenizer, config))
+    except (SearchError, OSError, ValueError) as error:
+        print(f"the search turn failed: {error}")
+        return
+    print(render_turn(turn))
 
 
 def _step(text: str) -> None:

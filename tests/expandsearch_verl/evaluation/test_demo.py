@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 from record_checks import check_output_records
 
+from expandsearch_verl.config import AgentLoopConfig
+from expandsearch_verl.evaluation.demo import _print_search_turn
+from expandsearch_verl.evaluation.search_turn import query_list
 from expandsearch_verl.evaluation.trajectory_view import CLOSE, LEGEND, OPEN, pick_example, render
 from expandsearch_verl.reward import SCORE_KEYS
 from expandsearch_verl.source_table import PAPER_ORDER
@@ -31,7 +35,12 @@ def _check_demo_outputs(output, out: str, response_length: int) -> list[dict]:
     assert list(summary["table"]["sources"]) == list(PAPER_ORDER)
     for source in PAPER_ORDER:
         assert f"\n{source} " in out
-    assert "== 4/4 one trajectory" in out and LEGEND in out and "demo finished in" in out
+    assert "== 4/5 one trajectory" in out and LEGEND in out and "demo finished in" in out
+    live = out.split("== 5/5 a search turn, live", 1)[1]  # printed while the server is up
+    assert "the search turn failed" not in live
+    assert "fused documents (" in live and re.search(r"timings_ms: .*total \d+", live)
+    observation = live.split(OPEN, 1)[1].split(CLOSE, 1)[0]
+    assert "<information>" in observation and observation.strip() != "<information>\n</information>"
     assert str(output / "eval" / "trajectories.jsonl") in out
     return records
 
@@ -72,6 +81,20 @@ def test_the_view_marks_observations():
     assert pick_example([]) is None
 
 
+def test_search_turn_queries_come_from_the_question_only():
+    question = "Who wrote the novel Dracula?"
+    assert query_list(question) == [question, "wrote novel Dracula"]
+    assert query_list("Dracula") == ["Dracula"]  # no key-term variant that repeats the question
+
+
+def test_a_failed_live_search_turn_is_printed_not_raised(chat_model_dir, free_port, capsys):
+    config = AgentLoopConfig(retriever_urls=[f"http://127.0.0.1:{free_port}"], max_retries=0)
+    _print_search_turn("Who wrote Dracula?", "tiny", str(chat_model_dir), config)
+    out = capsys.readouterr().out
+    assert "tiny rarely writes a well-formed search" in out
+    assert "the search turn failed: the retriever could not be reached" in out
+
+
 def _children(pid: int) -> list[int]:
     """Live child processes of `pid` (from /proc)."""
     found = []
@@ -92,7 +115,7 @@ def test_sigterm_while_the_server_starts_leaves_no_orphan(tmp_path, chat_model_d
         text=True,
     )
     for line in process.stdout:  # data_prep is done; the server is being started
-        if line.startswith("== 2/4"):
+        if line.startswith("== 2/5"):
             break
     deadline = time.monotonic() + 60
     while not (server := _children(process.pid)):
