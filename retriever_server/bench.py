@@ -5,14 +5,17 @@ vectors of the encoder's dimension: encoding 100k passages takes over an hour on
 flat search costs the same whatever the vectors are. Queries are really encoded (MiniLM by default).
 Each client sends `/search` with 3 variants and topk 10, as an ExpandSearch turn does.
 
-    python -m retriever_server bench                    # the README table (about 6 minutes on 2 cores)
+    python -m retriever_server bench                    # the README tables (about 12 minutes on 2 cores)
     python -m retriever_server bench --url http://host:8000 --concurrency 64
 
-Prints, as markdown: the ceiling (batched encode + search, no HTTP, best batch size); served
-queries/s, requests/s, p50/p95/p99 latency and cache hit rate per concurrency with batching off and
-on (cache off; the server's --max-batch-queries is the ceiling's best batch size, as one would
-tune it); a GRPO-like workload (each request sent by 5 rollouts) with the cache off and on;
-and HNSW against the flat index (recall@10 and search throughput).
+Built to be read on a noisy, shared machine: the batching-off and batching-on servers run side by
+side and each concurrency level measures off, then on, back to back; the ceiling (batched encode +
+search in this process, no HTTP, at its best batch size) is measured again between levels, and every
+served row is compared with the mean of the ceilings measured just before and just after it. Each
+row also says where the CPU went, in ms per request: the load generator, the server's event loop
+(HTTP, validation, fusion, passages, JSON, metrics) and the engine (tokenizer, encoder, faiss), so a
+missed target can be explained with numbers. Then a GRPO-like workload (each request sent by 5
+rollouts) with the cache off and on, alternated, and HNSW against Flat (`ann_recall`).
 """
 
 from __future__ import annotations
@@ -22,26 +25,33 @@ import asyncio
 import json
 import random
 import shutil
+import statistics
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
+from retriever_server.loadgen import drive
 from retriever_server.synthetic import query_variants
 
 TOPK = 10
 ROLLOUTS = 5  # GRPO group size: every request is sent by this many rollouts
+CEILING_BATCHES = (16, 64, 256, 1024)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="benchmark a running server instead of starting one (skips the ceiling)")
     parser.add_argument("--passages", type=int, default=100_000, help="synthetic corpus size")
     parser.add_argument("--concurrency", default="1,16,64,256", help="comma-separated client counts")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of steady state measured per row (after every client has had one answer)")
     parser.add_argument("--workdir", default=None, help="corpus and index cache (default: <cache dir>/bench)")
     parser.add_argument("--grpo-requests", type=int, default=240, help="distinct requests of the GRPO workload")
+    parser.add_argument("--grpo-repeats", type=int, default=2, help="cache off/on pairs of the GRPO workload")
     parser.add_argument("--hnsw", default="HNSW32", help="faiss factory compared with Flat ('' skips it)")
+    parser.add_argument("--ann-passages", type=int, default=20_000,
+                        help="synthetic passages encoded by MiniLM for HNSW recall on real embeddings "
+                             "(once, cached in the workdir; 0 skips that set)")
     parser.add_argument("--max-batch-queries", type=int, default=None,
                         help="server batch cap (default: the ceiling's best batch size)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
@@ -86,69 +96,32 @@ def serve_args(corpus: Path, index: Path, encoder: dict, cache_size: int, batchi
             "--batching" if batching else "--no-batching", "--max-batch-queries", str(max_batch_queries)]
 
 
-def measure_ceiling(corpus: Path, index: Path, n_passages: int) -> dict:
-    """Batched encode + search in this process, no HTTP: queries/s at each batch size."""
-    from retriever_server.corpus import CorpusStore
-    from retriever_server.demo import demo_encoder_config
-    from retriever_server.dense import DenseRetriever
-    from retriever_server.encoder import Encoder
-    from retriever_server.loading import set_threads
-    from retriever_server.settings import Settings
+class Ceiling:
+    """The engine in this process (same settings as the server's): batched encode + search, no HTTP."""
 
-    set_threads(Settings())
-    store = CorpusStore(corpus)
-    encoder = Encoder(demo_encoder_config(), device="cpu", batch_size=1024)
-    retriever = DenseRetriever.load(index, encoder, len(store), store.fingerprint)
-    rng = random.Random(1)
-    by_batch = {}
-    for batch in (16, 64, 256, 1024):
-        queries = [q for _ in range(batch // 3 + 1) for q in query_variants(rng.randrange(n_passages))][:batch]
-        retriever.search(queries, TOPK)  # warm-up
+    def __init__(self, corpus: Path, index: Path, n_passages: int):
+        from retriever_server.corpus import CorpusStore
+        from retriever_server.demo import demo_encoder_config
+        from retriever_server.dense import DenseRetriever
+        from retriever_server.encoder import Encoder
+        from retriever_server.loading import set_threads
+        from retriever_server.settings import Settings
+
+        set_threads(Settings())
+        store = CorpusStore(corpus)
+        self.encoder = Encoder(demo_encoder_config(), device="cpu", batch_size=max(CEILING_BATCHES))
+        self.retriever = DenseRetriever.load(index, self.encoder, len(store), store.fingerprint)
+        rng = random.Random(1)
+        self.queries = [q for _ in range(max(CEILING_BATCHES) // 3 + 1) for q in query_variants(rng.randrange(n_passages))]
+
+    def queries_per_s(self, batch: int, seconds: float = 3.0) -> float:
+        queries = self.queries[:batch]
+        self.retriever.search(queries, TOPK)  # warm-up
         started, done = time.perf_counter(), 0
-        while time.perf_counter() - started < 3:
-            retriever.search(queries, TOPK)
+        while time.perf_counter() - started < seconds:
+            self.retriever.search(queries, TOPK)
             done += batch
-        by_batch[batch] = done / (time.perf_counter() - started)
-    best = max(by_batch, key=by_batch.get)
-    return {"queries_per_s": by_batch[best], "best_batch": best, "by_batch": by_batch}
-
-
-async def _metric(client: httpx.AsyncClient, name: str) -> float:
-    text = (await client.get("/metrics")).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
-
-
-async def drive(url: str, bodies: list[dict], concurrency: int, duration: float | None) -> dict:
-    """`concurrency` clients send `bodies` in order (cycling when `duration` is set); returns the figures."""
-    latencies: list[float] = []
-    cursor = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        hits0, misses0 = await _metric(client, "retriever_cache_hits_total"), await _metric(client, "retriever_cache_misses_total")
-        stop_at = None if duration is None else time.perf_counter() + duration
-
-        async def worker():
-            nonlocal cursor
-            while True:
-                if (stop_at is None and cursor >= len(bodies)) or (stop_at is not None and time.perf_counter() >= stop_at):
-                    return
-                body = bodies[cursor % len(bodies)]
-                cursor += 1
-                sent = time.perf_counter()
-                response = await client.post("/search", json=body)
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - sent)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        hits = await _metric(client, "retriever_cache_hits_total") - hits0
-        misses = await _metric(client, "retriever_cache_misses_total") - misses0
-    p50, p95, p99 = np.percentile(np.array(latencies) * 1e3, [50, 95, 99])
-    n_queries = sum(len(bodies[i % len(bodies)]["queries"]) for i in range(len(latencies)))
-    return {"concurrency": concurrency, "requests": len(latencies), "requests_per_s": len(latencies) / elapsed,
-            "queries_per_s": n_queries / elapsed, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
-            "cache_hit_rate": hits / max(1.0, hits + misses)}
+        return done / (time.perf_counter() - started)
 
 
 def distinct_bodies(n_passages: int, count: int, seed: int) -> list[dict]:
@@ -161,74 +134,6 @@ def grpo_bodies(n_passages: int, n_distinct: int, seed: int) -> list[dict]:
     bodies = distinct_bodies(n_passages, n_distinct, seed) * ROLLOUTS
     random.Random(seed).shuffle(bodies)
     return bodies
-
-
-def hnsw_comparison(factory: str, index_dir: Path, dim: int) -> dict:
-    """Recall@10 of `factory` against Flat, and search throughput of both (batch 64, in process)."""
-    import faiss
-
-    from retriever_server.dense import BLAS_THRESHOLD
-
-    faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
-    flat = faiss.read_index(str(index_dir / "index.faiss"))
-    vectors = flat.reconstruct_n(0, flat.ntotal)
-    out = {"factory": factory, "passages": int(flat.ntotal)}
-    started = time.perf_counter()
-    ann = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    ann.add(vectors)
-    out["build_s"] = time.perf_counter() - started
-    queries = vectors[np.random.default_rng(2).choice(len(vectors), 512, replace=False)]
-    noise = np.random.default_rng(3).standard_normal(queries.shape, dtype=np.float32) / np.float32(np.sqrt(dim))
-    queries = np.ascontiguousarray(queries + np.float32(0.5) * noise, dtype=np.float32)
-    faiss.normalize_L2(queries)
-    truth = flat.search(queries, TOPK)[1]
-    out["flat_queries_per_s"] = _throughput(flat, queries)
-    out["ef_search"] = {}
-    for ef in (16, 64, 128):
-        faiss.ParameterSpace().set_index_parameter(ann, "efSearch", ef)
-        found = ann.search(queries, TOPK)[1]
-        recall = np.mean([len(set(a) & set(b)) / TOPK for a, b in zip(found, truth, strict=True)])
-        out["ef_search"][ef] = {"recall_at_10": float(recall), "queries_per_s": _throughput(ann, queries)}
-    return out
-
-
-def _throughput(index, queries: np.ndarray, batch: int = 64) -> float:
-    started, done = time.perf_counter(), 0
-    while time.perf_counter() - started < 2:
-        for start in range(0, len(queries), batch):
-            index.search(queries[start : start + batch], TOPK)
-        done += len(queries)
-    return done / (time.perf_counter() - started)
-
-
-def sample_recall(factory: str) -> dict | None:
-    """Recall@10 of `factory` against Flat on the shipped sample corpus, queried with the sample questions."""
-    import faiss
-
-    from retriever_server.corpus import CorpusStore
-    from retriever_server.demo import SAMPLE_CORPUS, demo_encoder_config
-    from retriever_server.encoder import Encoder
-    from retriever_server.settings import default_cache_dir
-
-    questions = [json.loads(line)["question"] for path in sorted((SAMPLE_CORPUS.parents[2] / "data_prep" / "samples")
-                 .glob("*/*.jsonl")) for line in path.read_text().splitlines() if line.strip()]
-    if not SAMPLE_CORPUS.is_file() or not questions:
-        return None
-    corpus = CorpusStore.open(SAMPLE_CORPUS, default_cache_dir())
-    encoder = Encoder(demo_encoder_config(), device="cpu", batch_size=64)
-    vectors = encoder.encode(list(corpus.iter_contents()), is_query=False)
-    queries = encoder.encode(questions, is_query=True)
-    flat = faiss.IndexFlatIP(encoder.dim)
-    flat.add(vectors)
-    ann = faiss.index_factory(encoder.dim, factory, faiss.METRIC_INNER_PRODUCT)
-    ann.add(vectors)
-    truth = flat.search(queries, TOPK)[1]
-    out = {"passages": len(corpus), "questions": len(questions), "ef_search": {}}
-    for ef in (16, 64, 128):
-        faiss.ParameterSpace().set_index_parameter(ann, "efSearch", ef)
-        found = ann.search(queries, TOPK)[1]
-        out["ef_search"][ef] = float(np.mean([len(set(a) & set(b)) / TOPK for a, b in zip(found, truth, strict=True)]))
-    return out
 
 
 def corpus_load(workdir: Path, n_passages: int) -> dict:
@@ -254,13 +159,125 @@ def corpus_load(workdir: Path, n_passages: int) -> dict:
             "warm_load_s": opened - converted, "read_1000_ms": (read - opened) * 1e3}
 
 
-def _row(label: str, r: dict) -> str:
-    return (f"| {label} | {r['concurrency']} | {r['queries_per_s']:.0f} | {r['requests_per_s']:.1f} | "
-            f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['cache_hit_rate']:.2f} |")
+def _cpu(r: dict) -> str:
+    return f"{r['client_cpu_ms']:.2f} / {r['server_loop_cpu_ms']:.2f} / {r['server_engine_cpu_ms']:.1f}"
+
+
+def _served_row(label: str, r: dict) -> str:
+    ratio = f"{r['queries_per_s'] / r['ceiling']:.2f}" if r.get("ceiling") else "-"
+    return (f"| {label} | {r['concurrency']} | {r['queries_per_s']:.0f} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | "
+            f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['mean_batch_queries']:.0f} | {r.get('ceiling', 0):.0f} | "
+            f"{ratio} | {_cpu(r)} | {r['cores_busy']:.2f} |")
+
+
+SERVED_HEADER = ("| batching | clients | queries/s | requests/s | p50 ms | p95 ms | p99 ms | queries/batch | "
+                 "ceiling q/s (next to it) | served/ceiling | CPU ms/request: load gen / event loop / engine | "
+                 "cores busy |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def served(args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | None, best: int, max_batch: int
+           ) -> dict[str, list[dict]]:
+    """Batching off and on, side by side, at every concurrency level; the ceiling between levels."""
+    from retriever_server.process import ServerProcess
+
+    levels = [int(c) for c in args.concurrency.split(",")]
+    bodies = distinct_bodies(args.passages, 20_000, seed=4)
+    servers = {} if args.url else {label: ServerProcess(serve_args(corpus, index, encoder, 0, label == "on", max_batch),
+                                                        wait=False) for label in ("off", "on")}
+    rows: dict[str, list[dict]] = {label: [] for label in (servers or {"url": None})}
+    print(SERVED_HEADER, flush=True)
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        targets = {label: (server.url, server.process.pid) for label, server in servers.items()} or {"url": (args.url, None)}
+        for url, _ in targets.values():
+            asyncio.run(drive(url, bodies[:200], 16, None))  # warm-up
+        before = ceiling.queries_per_s(best) if ceiling else None
+        for level in levels:
+            level_rows = {label: asyncio.run(drive(url, bodies, level, args.duration, pid))
+                          for label, (url, pid) in targets.items()}
+            after = ceiling.queries_per_s(best) if ceiling else None
+            for label, row in level_rows.items():
+                if ceiling:
+                    row.update(ceiling=(before + after) / 2, ceiling_before=before, ceiling_after=after)
+                rows[label].append(row)
+                print(_served_row(label, row), flush=True)
+            before = after
+    finally:
+        for server in servers.values():
+            server.stop()
+    return rows
+
+
+def grpo(args, corpus: Path, index: Path, encoder: dict, max_batch: int) -> list[dict[str, dict]]:
+    """The GRPO-like workload at 64 clients, cache off then on, `grpo_repeats` times (fresh requests each time)."""
+    from retriever_server.process import ServerProcess
+
+    servers = {} if args.url else {label: ServerProcess(serve_args(corpus, index, encoder, size, True, max_batch),
+                                                        wait=False) for label, size in (("off", 0), ("on", 65536))}
+    pairs = []
+    try:
+        for server in servers.values():
+            server.wait_ready()
+            asyncio.run(drive(server.url, distinct_bodies(args.passages, 64, seed=99), 16, None))  # warm-up
+        for repeat in range(1 if args.url else args.grpo_repeats):
+            bodies = grpo_bodies(args.passages, args.grpo_requests, seed=5 + repeat)
+            if args.url:
+                return [{"url": asyncio.run(drive(args.url, bodies, 64, None))}]
+            pairs.append({label: asyncio.run(drive(server.url, bodies, 64, None, server.process.pid))
+                          for label, server in servers.items()})
+    finally:
+        for server in servers.values():
+            server.stop()
+    return pairs
+
+
+def print_summary(report: dict) -> None:
+    rows = report["served"]
+    if "on" in rows and "off" in rows:
+        print("\nbatching on / off, queries/s: " + ", ".join(
+            f"{on['concurrency']} clients {on['queries_per_s'] / off['queries_per_s']:.1f}x"
+            for off, on in zip(rows["off"], rows["on"], strict=True)))
+    batched = rows.get("on") or rows.get("url") or []
+    # the targets are stated at 64 clients; a shorter --concurrency list reports its largest level
+    ref = next((r for r in batched if r["concurrency"] == 64), batched[-1] if batched else None)
+    if ref:
+        at = f"at {ref['concurrency']} clients"
+        engine, other = ref["server_engine_cpu_ms"], ref["client_cpu_ms"] + ref["server_loop_cpu_ms"]
+        if ref.get("ceiling"):
+            print(f"served/ceiling {at}: {ref['queries_per_s'] / ref['ceiling']:.2f} (ceiling "
+                  f"{ref['ceiling_before']:.0f} q/s before the row, {ref['ceiling_after']:.0f} after)")
+        print(f"p99/p50 {at}: {ref['p99_ms'] / ref['p50_ms']:.2f}")
+        if engine:
+            print(f"CPU per request {at}: engine {engine:.1f} ms, outside it {other:.2f} ms (load generator "
+                  f"{ref['client_cpu_ms']:.2f}, server event loop {ref['server_loop_cpu_ms']:.2f}): "
+                  f"engine share {engine / (engine + other):.2f}")
+    if report.get("grpo"):
+        print("\nGRPO-like workload (each request sent by 5 rollouts, 64 clients, batching on):")
+        print("| run | cache | requests/s | p50 ms | p99 ms | cache hit rate | CPU ms/request: load gen / event loop / "
+              "engine |\n|---|---|---|---|---|---|---|")
+        for i, pair in enumerate(report["grpo"], 1):
+            for label, r in pair.items():
+                print(f"| {i} | {label} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+                      f"{r['cache_hit_rate']:.2f} | {_cpu(r)} |")
+        gains = [pair["on"]["requests_per_s"] / pair["off"]["requests_per_s"] for pair in report["grpo"] if "on" in pair]
+        if gains:
+            print("cache gain (on / off, requests/s): " + ", ".join(f"{g:.2f}x" for g in gains)
+                  + f"; mean {statistics.mean(gains):.2f}x")
+
+
+def print_ann(factory: str, ann: dict) -> None:
+    names = {"sample": "sample corpus, MiniLM, sample questions", "minilm": "synthetic passages, MiniLM, query variants",
+             "random": "random unit vectors, noisy copies"}
+    print(f"\n{factory} vs Flat (batch {64}, in process):")
+    print("| set | passages | efSearch | recall@10 | queries/s | Flat queries/s | speed-up |\n|---|---|---|---|---|---|---|")
+    for name, r in ann.items():
+        for ef, e in r["ef_search"].items():
+            print(f"| {names[name]} | {r['passages']:,} | {ef} | {e['recall_at_10']:.3f} | {e['queries_per_s']:.0f} | "
+                  f"{r['flat_queries_per_s']:.0f} | {e['queries_per_s'] / r['flat_queries_per_s']:.1f}x |")
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever_server.process import ServerProcess
     from retriever_server.settings import default_cache_dir
 
     workdir = Path(args.workdir or Path(default_cache_dir()) / "bench")
@@ -270,71 +287,45 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {r['passages']:,} | {r['jsonl_mb']:.0f} MB | {r['convert_s']:.1f} s | {r['warm_load_s'] * 1e3:.1f} ms "
               f"| {r['read_1000_ms']:.1f} ms |")
         return 0
-    levels = [int(c) for c in args.concurrency.split(",")]
     report: dict = {"passages": args.passages, "vectors": "random unit vectors (flat search cost is data-independent)"}
     corpus, index, encoder = prepare(workdir, args.passages)
-    max_batch = args.max_batch_queries
+    ceiling, best = None, args.max_batch_queries or 256
     if args.url is None:
-        report["ceiling"] = measure_ceiling(corpus, index, args.passages)
-        print(f"ceiling (in process, no HTTP): {report['ceiling']['queries_per_s']:.0f} queries/s at batch "
-              f"{report['ceiling']['best_batch']}; by batch: "
-              + ", ".join(f"{b}: {q:.0f}" for b, q in report["ceiling"]["by_batch"].items()), flush=True)
-        max_batch = max_batch or report["ceiling"]["best_batch"]  # serve at the batch size the engine likes best
-    report["max_batch_queries"] = max_batch = max_batch or 256
-    bodies = distinct_bodies(args.passages, 20_000, seed=4)
-    lines = ["| batching | clients | queries/s | requests/s | p50 ms | p95 ms | p99 ms | cache hit rate |",
-             "|---|---|---|---|---|---|---|---|"]
-    report["served"] = {}
-    for batching in (False, True):
-        label = "on" if batching else "off"
-        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, 0, batching, max_batch))
-        try:
-            url = args.url or server.url
-            asyncio.run(drive(url, bodies[:200], 16, None))  # warm-up
-            for level in levels:
-                result = asyncio.run(drive(url, bodies, level, args.duration))
-                report["served"].setdefault(label, []).append(result)
-                lines.append(_row(label, result))
-                print(lines[-1], flush=True)
-        finally:
-            if server is not None:
-                server.stop()
-        if args.url:
-            break
-    grpo = grpo_bodies(args.passages, args.grpo_requests, seed=5)
-    report["grpo"] = {}
-    for cache_size in (0, 65536):
-        label = "on" if cache_size else "off"
-        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, cache_size, True, max_batch))
-        try:
-            report["grpo"][label] = asyncio.run(drive(args.url or server.url, grpo, 64, None))
-        finally:
-            if server is not None:
-                server.stop()
-    grpo_gain = report["grpo"]["on"]["requests_per_s"] / report["grpo"]["off"]["requests_per_s"]
-    print("\n" + "\n".join(lines))
-    print("\nGRPO-like workload (each request sent by 5 rollouts, 64 clients, batching on):")
-    print("| cache | requests/s | p50 ms | p99 ms | cache hit rate |\n|---|---|---|---|---|")
-    for label, r in report["grpo"].items():
-        print(f"| {label} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['cache_hit_rate']:.2f} |")
-    print(f"cache gain: {grpo_gain:.2f}x requests/s")
-    if "ceiling" in report:
-        at64 = next((r for r in report["served"]["on"] if r["concurrency"] == 64), None)
-        if at64:
-            print(f"served/ceiling at 64 clients: {at64['queries_per_s'] / report['ceiling']['queries_per_s']:.2f}; "
-                  f"p99/p50 at 64 clients: {at64['p99_ms'] / at64['p50_ms']:.2f}")
+        ceiling = Ceiling(corpus, index, args.passages)
+        report["ceiling_by_batch"] = by_batch = {batch: ceiling.queries_per_s(batch) for batch in CEILING_BATCHES}
+        best = max(by_batch, key=by_batch.get)
+        print("ceiling (in process, no HTTP), queries/s by batch: "
+              + ", ".join(f"{b}: {q:.0f}" for b, q in by_batch.items()) + f"; best batch {best}", flush=True)
+    report["max_batch_queries"] = max_batch = args.max_batch_queries or best  # serve at the engine's best batch
+    report["threads"] = _threads()
+    print(f"threads: {report['threads']}", flush=True)
+    report["served"] = served(args, corpus, index, encoder, ceiling, best, max_batch)
+    report["grpo"] = grpo(args, corpus, index, encoder, max_batch)
+    print_summary(report)
     if args.hnsw:
-        report["hnsw"] = hnsw_comparison(args.hnsw, index, int(json.loads((index / "params.json").read_text())["dim"]))
-        report["hnsw_sample"] = sample_recall(args.hnsw)
-        h = report["hnsw"]
-        print(f"\n{args.hnsw} vs Flat over {h['passages']} random unit vectors (queries: noisy copies of stored "
-              f"vectors; batch 64, in process; build {h['build_s']:.0f} s); Flat: {h['flat_queries_per_s']:.0f} queries/s")
-        print("| efSearch | recall@10 (random) | recall@10 (sample corpus, MiniLM) | queries/s | speed-up vs Flat |")
-        print("|---|---|---|---|---|")
-        for ef, r in h["ef_search"].items():
-            sample = report["hnsw_sample"]["ef_search"][ef] if report["hnsw_sample"] else float("nan")
-            print(f"| {ef} | {r['recall_at_10']:.3f} | {sample:.3f} | {r['queries_per_s']:.0f} | "
-                  f"{r['queries_per_s'] / h['flat_queries_per_s']:.1f}x |")
+        from retriever_server import ann_recall
+
+        encoder_model = ceiling.encoder if ceiling else _encoder()
+        report["hnsw"] = ann_recall.run(args.hnsw, encoder_model, workdir, args.ann_passages, index)
+        print_ann(args.hnsw, report["hnsw"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return 0
+
+
+def _threads() -> str:
+    import os
+
+    from retriever_server.settings import Settings
+
+    cores, settings = os.cpu_count() or 1, Settings()
+    return (f"server and ceiling: torch {settings.torch_threads or cores}, faiss {settings.faiss_threads or cores} "
+            f"(= the {cores} cores), one uvicorn process (uvloop + httptools) with one engine thread; "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+
+
+def _encoder():
+    from retriever_server.demo import demo_encoder_config
+    from retriever_server.encoder import Encoder
+
+    return Encoder(demo_encoder_config(), device="cpu", batch_size=64)

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, serve_args: list[str], timeout_s: float = 300, env: dict | None = None):
+    def __init__(self, serve_args: list[str], timeout_s: float = 300, env: dict | None = None, wait: bool = True):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "retriever_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -36,9 +36,11 @@ class ServerProcess:
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop); a pipe nobody reads could block it
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
                                         stdout=self.log, stderr=self.log, text=True)
-        self._wait_ready(timeout_s)
+        if wait:
+            self.wait_ready(timeout_s)
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float = 300) -> None:
+        """Return once /health says ok; raise (and stop the server) if it exits or takes longer."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
