@@ -77,16 +77,11 @@ def sample_set(encoder) -> tuple[np.ndarray, np.ndarray]:
 def minilm_set(encoder, workdir: Path, n_passages: int, n_needs: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """A flat MiniLM index of `n_passages` synthetic passages (built once, resumable) and 3 variants per need."""
     from retriever_server.builder import build_dense
-    from retriever_server.corpus import CorpusStore
     from retriever_server.index_params import PARAMS_FILE
-    from retriever_server.synthetic import query_variants, write_synthetic_corpus
+    from retriever_server.synthetic import query_variants, synthetic_store
 
-    root = workdir / f"synthetic-{n_passages}"
-    corpus_file = root / "corpus.jsonl"
-    if not corpus_file.is_file():
-        write_synthetic_corpus(corpus_file, n_passages)
-    corpus = CorpusStore.open(corpus_file, root / "cache")
-    index_dir = root / "minilm-flat"
+    corpus = synthetic_store(workdir, n_passages)
+    index_dir = workdir / f"synthetic-{n_passages}" / "minilm-flat"
     if not (index_dir / PARAMS_FILE).is_file():
         build_dense(corpus, encoder, index_dir, shard_size=2000)
     rng = random.Random(6)

@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of steady state measured per row (after every client has had one answer)")
     parser.add_argument("--workdir", default=None, help="corpus and index cache (default: <cache dir>/bench)")
     parser.add_argument("--grpo-requests", type=int, default=240, help="distinct requests of the GRPO workload")
-    parser.add_argument("--grpo-repeats", type=int, default=2, help="cache off/on pairs of the GRPO workload")
+    parser.add_argument("--grpo-repeats", type=int, default=3, help="cache off/on pairs of the GRPO workload")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times the 64-client level is measured (off, on, ceiling), for a median ratio")
     parser.add_argument("--hnsw", default="HNSW32", help="faiss factory compared with Flat ('' skips it)")
     parser.add_argument("--ann-passages", type=int, default=20_000,
                         help="synthetic passages encoded by MiniLM for HNSW recall on real embeddings "
@@ -63,19 +65,14 @@ def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
     """Synthetic corpus (converted) and a flat index of random unit vectors, cached in `workdir`."""
     import faiss
 
-    from retriever_server.corpus import CorpusStore
     from retriever_server.demo import demo_encoder_config
     from retriever_server.index_params import PARAMS_FILE, write_params
-    from retriever_server.synthetic import write_synthetic_corpus
+    from retriever_server.synthetic import synthetic_store
 
     config = demo_encoder_config()
     dim = json.loads((Path(config.model) / "config.json").read_text())["hidden_size"]
-    root = workdir / f"synthetic-{n_passages}"
-    corpus_file = root / "corpus.jsonl"
-    if not corpus_file.is_file():
-        write_synthetic_corpus(corpus_file, n_passages)
-    corpus = CorpusStore.open(corpus_file, root / "cache")
-    index_dir = root / "random-flat"
+    corpus = synthetic_store(workdir, n_passages)
+    index_dir = workdir / f"synthetic-{n_passages}" / "random-flat"
     if not (index_dir / PARAMS_FILE).is_file():
         index_dir.mkdir(parents=True, exist_ok=True)
         vectors = np.random.default_rng(0).standard_normal((n_passages, dim), dtype=np.float32)
@@ -114,14 +111,16 @@ class Ceiling:
         rng = random.Random(1)
         self.queries = [q for _ in range(max(CEILING_BATCHES) // 3 + 1) for q in query_variants(rng.randrange(n_passages))]
 
-    def queries_per_s(self, batch: int, seconds: float = 3.0) -> float:
+    def measure(self, batch: int, seconds: float = 5.0) -> dict[str, float]:
+        """Queries/s at `batch`, and the CPU (all threads of this process) it took per query."""
         queries = self.queries[:batch]
         self.retriever.search(queries, TOPK)  # warm-up
-        started, done = time.perf_counter(), 0
+        started, cpu, done = time.perf_counter(), time.process_time(), 0
         while time.perf_counter() - started < seconds:
             self.retriever.search(queries, TOPK)
             done += batch
-        return done / (time.perf_counter() - started)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return {"queries_per_s": done / elapsed, "cpu_ms_per_query": cpu * 1e3 / done, "cores_busy": cpu / elapsed}
 
 
 def distinct_bodies(n_passages: int, count: int, seed: int) -> list[dict]:
@@ -177,10 +176,14 @@ SERVED_HEADER = ("| batching | clients | queries/s | requests/s | p50 ms | p95 m
 
 def served(args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | None, best: int, max_batch: int
            ) -> dict[str, list[dict]]:
-    """Batching off and on, side by side, at every concurrency level; the ceiling between levels."""
+    """Batching off and on, side by side, at every concurrency level, with the ceiling between levels.
+
+    The reference level (64 clients) is measured `--rounds` times, so its ratio is a median.
+    """
     from retriever_server.process import ServerProcess
 
     levels = [int(c) for c in args.concurrency.split(",")]
+    reference = reference_level(levels)
     bodies = distinct_bodies(args.passages, 20_000, seed=4)
     servers = {} if args.url else {label: ServerProcess(serve_args(corpus, index, encoder, 0, label == "on", max_batch),
                                                         wait=False) for label in ("off", "on")}
@@ -192,21 +195,28 @@ def served(args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | No
         targets = {label: (server.url, server.process.pid) for label, server in servers.items()} or {"url": (args.url, None)}
         for url, _ in targets.values():
             asyncio.run(drive(url, bodies[:200], 16, None))  # warm-up
-        before = ceiling.queries_per_s(best) if ceiling else None
+        before = ceiling.measure(best) if ceiling else None
         for level in levels:
-            level_rows = {label: asyncio.run(drive(url, bodies, level, args.duration, pid))
-                          for label, (url, pid) in targets.items()}
-            after = ceiling.queries_per_s(best) if ceiling else None
-            for label, row in level_rows.items():
-                if ceiling:
-                    row.update(ceiling=(before + after) / 2, ceiling_before=before, ceiling_after=after)
-                rows[label].append(row)
-                print(_served_row(label, row), flush=True)
-            before = after
+            for _ in range(args.rounds if level == reference else 1):
+                level_rows = {label: asyncio.run(drive(url, bodies, level, args.duration, pid))
+                              for label, (url, pid) in targets.items()}
+                after = ceiling.measure(best) if ceiling else None
+                for label, row in level_rows.items():
+                    if ceiling:
+                        row["ceiling"] = (before["queries_per_s"] + after["queries_per_s"]) / 2
+                        row["ceiling_cpu_ms_per_query"] = (before["cpu_ms_per_query"] + after["cpu_ms_per_query"]) / 2
+                    rows[label].append(row)
+                    print(_served_row(label, row), flush=True)
+                before = after
     finally:
         for server in servers.values():
             server.stop()
     return rows
+
+
+def reference_level(levels: list[int]) -> int:
+    """The targets are stated at 64 clients; a --concurrency list without 64 reports its largest level."""
+    return 64 if 64 in levels else max(levels)
 
 
 def grpo(args, corpus: Path, index: Path, encoder: dict, max_batch: int) -> list[dict[str, dict]]:
@@ -232,6 +242,10 @@ def grpo(args, corpus: Path, index: Path, encoder: dict, max_batch: int) -> list
     return pairs
 
 
+def _cpu_ms_per_request(r: dict) -> float:
+    return r["client_cpu_ms"] + r["server_loop_cpu_ms"] + r["server_engine_cpu_ms"]
+
+
 def print_summary(report: dict) -> None:
     rows = report["served"]
     if "on" in rows and "off" in rows:
@@ -239,15 +253,21 @@ def print_summary(report: dict) -> None:
             f"{on['concurrency']} clients {on['queries_per_s'] / off['queries_per_s']:.1f}x"
             for off, on in zip(rows["off"], rows["on"], strict=True)))
     batched = rows.get("on") or rows.get("url") or []
-    # the targets are stated at 64 clients; a shorter --concurrency list reports its largest level
-    ref = next((r for r in batched if r["concurrency"] == 64), batched[-1] if batched else None)
-    if ref:
-        at = f"at {ref['concurrency']} clients"
+    if batched:
+        level = reference_level([r["concurrency"] for r in batched])
+        at = f"at {level} clients"
+        refs = [r for r in batched if r["concurrency"] == level]
+        if refs[0].get("ceiling"):
+            ratios = [r["queries_per_s"] / r["ceiling"] for r in refs]
+            # per query, all the CPU of serving (load generator + event loop + engine) against the ceiling's
+            cpu_ratios = [r["ceiling_cpu_ms_per_query"] * r["queries_per_s"] / r["requests_per_s"] / _cpu_ms_per_request(r)
+                          for r in refs]
+            print(f"served/ceiling {at}: median {statistics.median(ratios):.2f} over {len(refs)} rounds ("
+                  + ", ".join(f"{x:.2f}" for x in ratios) + "); CPU-normalised (ceiling CPU per query / all CPU "
+                  f"per served query): median {statistics.median(cpu_ratios):.2f}")
+        print(f"p99/p50 {at}: " + ", ".join(f"{r['p99_ms'] / r['p50_ms']:.2f}" for r in refs))
+        ref = refs[len(refs) // 2]
         engine, other = ref["server_engine_cpu_ms"], ref["client_cpu_ms"] + ref["server_loop_cpu_ms"]
-        if ref.get("ceiling"):
-            print(f"served/ceiling {at}: {ref['queries_per_s'] / ref['ceiling']:.2f} (ceiling "
-                  f"{ref['ceiling_before']:.0f} q/s before the row, {ref['ceiling_after']:.0f} after)")
-        print(f"p99/p50 {at}: {ref['p99_ms'] / ref['p50_ms']:.2f}")
         if engine:
             print(f"CPU per request {at}: engine {engine:.1f} ms, outside it {other:.2f} ms (load generator "
                   f"{ref['client_cpu_ms']:.2f}, server event loop {ref['server_loop_cpu_ms']:.2f}): "
@@ -260,10 +280,13 @@ def print_summary(report: dict) -> None:
             for label, r in pair.items():
                 print(f"| {i} | {label} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
                       f"{r['cache_hit_rate']:.2f} | {_cpu(r)} |")
-        gains = [pair["on"]["requests_per_s"] / pair["off"]["requests_per_s"] for pair in report["grpo"] if "on" in pair]
-        if gains:
+        pairs = [pair for pair in report["grpo"] if "on" in pair]
+        if pairs:
+            gains = [pair["on"]["requests_per_s"] / pair["off"]["requests_per_s"] for pair in pairs]
+            cpu_gains = [_cpu_ms_per_request(pair["off"]) / _cpu_ms_per_request(pair["on"]) for pair in pairs]
             print("cache gain (on / off, requests/s): " + ", ".join(f"{g:.2f}x" for g in gains)
-                  + f"; mean {statistics.mean(gains):.2f}x")
+                  + f"; median {statistics.median(gains):.2f}x; CPU per request, off / on: median "
+                  f"{statistics.median(cpu_gains):.2f}x")
 
 
 def print_ann(factory: str, ann: dict) -> None:
@@ -292,10 +315,11 @@ def run(args: argparse.Namespace) -> int:
     ceiling, best = None, args.max_batch_queries or 256
     if args.url is None:
         ceiling = Ceiling(corpus, index, args.passages)
-        report["ceiling_by_batch"] = by_batch = {batch: ceiling.queries_per_s(batch) for batch in CEILING_BATCHES}
-        best = max(by_batch, key=by_batch.get)
-        print("ceiling (in process, no HTTP), queries/s by batch: "
-              + ", ".join(f"{b}: {q:.0f}" for b, q in by_batch.items()) + f"; best batch {best}", flush=True)
+        report["ceiling_by_batch"] = by_batch = {batch: ceiling.measure(batch) for batch in CEILING_BATCHES}
+        best = max(by_batch, key=lambda batch: by_batch[batch]["queries_per_s"])
+        print("ceiling (in process, no HTTP), queries/s (CPU ms/query) by batch: "
+              + ", ".join(f"{b}: {m['queries_per_s']:.0f} ({m['cpu_ms_per_query']:.1f})" for b, m in by_batch.items())
+              + f"; best batch {best}", flush=True)
     report["max_batch_queries"] = max_batch = args.max_batch_queries or best  # serve at the engine's best batch
     report["threads"] = _threads()
     print(f"threads: {report['threads']}", flush=True)

@@ -44,6 +44,17 @@ def write_synthetic_corpus(path: Path, n_passages: int) -> Path:
     return path
 
 
+def synthetic_store(workdir: Path, n_passages: int):
+    """The CorpusStore of `n_passages` synthetic passages, written and converted once under `workdir`."""
+    from retriever_server.corpus import CorpusStore
+
+    root = workdir / f"synthetic-{n_passages}"
+    corpus_file = root / "corpus.jsonl"
+    if not corpus_file.is_file():
+        write_synthetic_corpus(corpus_file, n_passages)
+    return CorpusStore.open(corpus_file, root / "cache")
+
+
 def query_variants(i: int) -> list[str]:
     """Three variants of one information need about town i, as an expanding policy writes them."""
     name = town_name(i)

@@ -60,6 +60,17 @@ async def engine_entered(retriever: GatedRetriever) -> None:
     await asyncio.to_thread(retriever.entered.wait, 10)
 
 
+async def started_with_twin(corpus: CorpusStore, retriever: GatedRetriever, cache_size: int):
+    """A running service, a first lookup of "q" held in the engine, and a second lookup of "q" after it."""
+    service = service_with(corpus, retriever, cache_size)
+    service.start()
+    first = asyncio.create_task(service.lookup(["q"], 3, "dense"))
+    await engine_entered(retriever)
+    twin = asyncio.create_task(service.lookup(["q"], 3, "dense"))
+    await asyncio.sleep(0.01)
+    return service, first, twin
+
+
 async def test_identical_queries_in_flight_are_computed_once(corpus):
     retriever = GatedRetriever()
     service = service_with(corpus, retriever, cache_size=1000)
@@ -82,12 +93,7 @@ async def test_identical_queries_in_flight_are_computed_once(corpus):
 
 async def test_a_cancelled_request_does_not_strand_its_twins(corpus):
     retriever = GatedRetriever()
-    service = service_with(corpus, retriever, cache_size=1000)
-    service.start()
-    owner = asyncio.create_task(service.lookup(["q"], 3, "dense"))
-    await engine_entered(retriever)
-    twin = asyncio.create_task(service.lookup(["q"], 3, "dense"))
-    await asyncio.sleep(0.01)
+    service, owner, twin = await started_with_twin(corpus, retriever, cache_size=1000)
     owner.cancel()  # e.g. the first client went away
     retriever.gate.set()
     results, cached = await twin
@@ -99,12 +105,7 @@ async def test_a_cancelled_request_does_not_strand_its_twins(corpus):
 
 async def test_an_engine_failure_reaches_every_waiting_request_and_nothing_stays_in_flight(corpus):
     retriever = GatedRetriever(fail=True)
-    service = service_with(corpus, retriever, cache_size=1000)
-    service.start()
-    owner = asyncio.create_task(service.lookup(["q"], 3, "dense"))
-    await engine_entered(retriever)
-    twin = asyncio.create_task(service.lookup(["q"], 3, "dense"))
-    await asyncio.sleep(0.01)
+    service, owner, twin = await started_with_twin(corpus, retriever, cache_size=1000)
     retriever.gate.set()
     outcomes = await asyncio.gather(owner, twin, return_exceptions=True)
     assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
@@ -118,12 +119,7 @@ async def test_an_engine_failure_reaches_every_waiting_request_and_nothing_stays
 async def test_cache_off_shares_nothing_across_requests(corpus):
     """--cache-size 0 is the honest baseline: every request's queries go to the engine."""
     retriever = GatedRetriever()
-    service = service_with(corpus, retriever, cache_size=0)
-    service.start()
-    first = asyncio.create_task(service.lookup(["q"], 3, "dense"))
-    await engine_entered(retriever)
-    second = asyncio.create_task(service.lookup(["q"], 3, "dense"))
-    await asyncio.sleep(0.01)
+    service, first, second = await started_with_twin(corpus, retriever, cache_size=0)
     retriever.gate.set()
     await asyncio.gather(first, second)
     await service.stop()
