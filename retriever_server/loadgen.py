@@ -1,14 +1,17 @@
 """Closed-loop load generator of the benchmark: N clients, each sending its next request once the last is answered.
 
-It shares the CPU with the server it measures, so it is lean on purpose: aiohttp (about 0.4 ms of CPU
-per /search round trip here, against httpx's 6 ms at 64 connections and 14 ms at 256, which was a
-third of the machine), bodies serialised once, responses read as bytes and never parsed. With a
-`duration`, throughput and latency count only the requests that complete inside a steady-state
+It shares the CPU with the server it measures, so it is lean on purpose: aiohttp (about 0.25 ms of
+CPU per /search round trip here, against httpx's 6 ms at 64 connections and 14 ms at 256, which was
+a third of the machine), bodies serialised once, responses read as bytes and never parsed.
+
+With a `duration`, throughput and latency count only the requests that complete inside a steady
 window, which opens once every client has had one answer and lasts `duration` or three such round
-trips, whichever is longer: neither the ramp-up nor the drain of the last in-flight requests (seconds
-at 256 clients) dilutes the figures, and a window holds several of the bursts in which big batches
-answer. The CPU used inside the
-window by this process and, when its pid is known, by each thread of the server, is reported too.
+trips, whichever is longer: neither the ramp-up nor the drain of the last in-flight requests
+(seconds at 256 clients) dilutes the figures, and a window holds several of the bursts in which big
+batches answer. Over the window it also reports the CPU used by this process and, when the server's
+pid is known, by the server's event-loop thread and by its other (engine) threads, per request; and,
+from the server's /metrics, the cache hit rate, the mean batch and the fraction of the window the
+engine was computing (`engine_busy`: below 1, the engine waited for work).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import psutil
 
 HEADERS = {"Content-Type": "application/json"}
 COUNTERS = ("retriever_cache_hits_total", "retriever_cache_misses_total", "retriever_batch_queries_sum",
-            "retriever_batch_queries_count")
+            "retriever_batch_queries_count", "retriever_engine_seconds_sum")
 
 
 @dataclass
@@ -85,8 +88,9 @@ async def drive(url: str, bodies: list[dict], concurrency: int, duration: float 
     steady = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     timeout = aiohttp.ClientTimeout(total=600)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        counters0 = await _counter(session, url, COUNTERS)
+    # /metrics gets a session of its own: in the clients' pool it would wait for a free connection forever
+    async with (aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+                aiohttp.ClientSession(timeout=timeout) as metrics_session):
 
         async def client():
             nonlocal cursor
@@ -103,23 +107,25 @@ async def drive(url: str, bodies: list[dict], concurrency: int, duration: float 
                 if len(done) >= concurrency:
                     steady.set()
 
-        async def window() -> tuple[float, float, CpuSnapshot, CpuSnapshot]:
-            nonlocal stop
-            if duration is not None:
-                await steady.wait()
-            opened, first = time.perf_counter(), CpuSnapshot.take(server)
-            if duration is None:
-                await asyncio.gather(*clients)
-            else:  # at least 3 round trips of every client: big batches answer in bursts
-                await asyncio.sleep(max(duration, 3 * (opened - started)))
-                stop = True
-            return opened, time.perf_counter(), first, CpuSnapshot.take(server)
+        async def snapshot() -> tuple[float, CpuSnapshot, np.ndarray]:
+            return time.perf_counter(), CpuSnapshot.take(server), np.array(await _counter(metrics_session, url, COUNTERS))
 
         started = time.perf_counter()
-        clients = [asyncio.ensure_future(client()) for _ in range(concurrency)]
-        opened, closed, cpu0, cpu1 = await window()
-        await asyncio.gather(*clients)  # the drain: answers after the window are not counted
-        hits, misses, batch_queries, batches = np.subtract(await _counter(session, url, COUNTERS), counters0)
+        if duration is None:  # the whole run is the window
+            first = await snapshot()
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            last = await snapshot()
+        else:
+            clients = [asyncio.ensure_future(client()) for _ in range(concurrency)]
+            await steady.wait()
+            first = await snapshot()
+            # at least 3 round trips of every client: big batches answer in bursts
+            await asyncio.sleep(max(duration, 3 * (first[0] - started)))
+            stop = True
+            last = await snapshot()
+            await asyncio.gather(*clients)  # the drain: answers after the window are not counted
+    (opened, cpu0, counters0), (closed, cpu1, counters1) = first, last
+    hits, misses, batch_queries, batches, engine_seconds = counters1 - counters0
     counted = [(latency, n) for finished, latency, n in done if opened <= finished <= closed] if duration else [
         (latency, n) for _, latency, n in done]
     seconds = closed - opened
@@ -128,5 +134,6 @@ async def drive(url: str, bodies: list[dict], concurrency: int, duration: float 
     return {"concurrency": concurrency, "requests": len(counted), "seconds": seconds,
             "requests_per_s": len(counted) / seconds, "queries_per_s": sum(n for _, n in counted) / seconds,
             "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
-            "cache_hit_rate": float(hits / max(1.0, hits + misses)), "mean_batch_queries": float(batch_queries / max(1.0, batches)),
+            "cache_hit_rate": float(hits / max(1.0, hits + misses)),
+            "mean_batch_queries": float(batch_queries / max(1.0, batches)), "engine_busy": float(engine_seconds / seconds),
             **cpu_per_request(cpu0, cpu1, len(counted), seconds)}
