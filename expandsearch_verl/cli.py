@@ -16,7 +16,9 @@ import sys
 from expandsearch_verl import __version__
 
 # name -> (module, one-line help). Later features add their line here.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "score": ("expandsearch_verl.rescore", "rescore a JSONL dump of trajectories: EM / F1 per data source"),
+}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
