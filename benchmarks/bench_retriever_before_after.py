@@ -2,12 +2,13 @@
 
     python benchmarks/bench_retriever_before_after.py [--ref main] [--concurrency 1,64,256] [--rounds 2]
 
-Both servers serve the `bench` command's corpus (100k synthetic passages, a flat index of random unit
-vectors, MiniLM queries) with batching on and the cache off, and the same lean load generator
-(`retriever_server.loadgen`) drives them alternately, level by level, so the shared machine's noise
-hits both alike; every row says where the CPU went (ms per request). Then the load generators
-themselves: httpx (what `bench` used before) and aiohttp (`loadgen`) drive the new server at each
-level, and their own CPU per request is printed.
+Both serve the `bench` command's corpus (100k synthetic passages, a flat index of random unit
+vectors, MiniLM queries) with batching on and the cache off, the 'before' one with the dependencies
+its ref's setup.py names, and the same lean load generator (`retriever_server.loadgen`) drives them
+alternately, level by level, so the shared machine's noise hits both alike; every row says where
+the CPU went (ms per request). Then the load generators themselves: httpx (what `bench` used
+before) and aiohttp (`loadgen`) drive the new server at each level, and their own CPU per request
+is printed.
 """
 
 from __future__ import annotations
@@ -29,14 +30,26 @@ sys.path.insert(0, str(ROOT))
 from retriever_server import bench, loadgen  # noqa: E402
 from retriever_server.process import ServerProcess  # noqa: E402
 
+OPTIONAL_SPEEDUPS = ("uvloop", "httptools")  # uvicorn uses them whenever they are importable
+
 
 def start_at_ref(ref: str, workdir: Path, serve_args: list[str]) -> ServerProcess:
-    """`python -m retriever_server serve` from the tree of `ref` (git archive), not from this checkout."""
+    """`python -m retriever_server serve` from the tree of `ref` (git archive), not from this checkout.
+
+    It runs with the dependencies its own setup.py names: uvloop and httptools, installed here for
+    this checkout, are made unimportable for it when it does not name them, as on a fresh install.
+    """
     source = workdir / f"src-{ref.replace('/', '_')}"
     source.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-    return ServerProcess(serve_args, wait=False, cwd=source, env={"PYTHONPATH": str(source)})
+    shims = workdir / "not-installed"
+    shims.mkdir(exist_ok=True)
+    setup = (source / "setup.py").read_text()
+    for module in OPTIONAL_SPEEDUPS:
+        if f'"{module}' not in setup:
+            (shims / f"{module}.py").write_text(f"raise ImportError('{module} is not a dependency of {ref}')\n")
+    return ServerProcess(serve_args, wait=False, cwd=source, env={"PYTHONPATH": f"{shims}{os.pathsep}{source}"})
 
 
 async def httpx_client_cpu(url: str, bodies: list[dict], concurrency: int, seconds: float) -> dict:
