@@ -41,6 +41,7 @@ INSTALL_REQUIRES = [
     "orjson",  # the retriever server's response JSON (20x faster than json.dumps on a /search response)
     "aiohttp",  # the retriever benchmark's load generator (a fraction of httpx's CPU per request)
     "psutil",  # the retriever benchmark's CPU accounting of the server's threads
+    "jinja2",  # the squeezer's prompt templates (already a torch and transformers dependency)
     "pydantic>=2",
     "prometheus-client",
     "pyyaml",
@@ -53,6 +54,7 @@ EXTRAS = {
         "pytest-asyncio>=0.23",
         "hypothesis",
         "ruff",
+        "openai",  # the official client checks that the squeezer tests' server speaks the real protocol
     ],
     # GPU nodes only (never installed on CPU): the rollout engine and its kernels, with the torch
     # and transformers versions verl 0.9.1's own `vllm` extra pins. faiss on GPU: see README.
@@ -73,7 +75,7 @@ setup(
     include_package_data=True,
     package_data={
         "expandsearch_verl": ["VERSION", "*.yaml"],
-        "retriever_server": ["samples/*", "*.yaml", "*.txt"],
+        "retriever_server": ["samples/*", "*.yaml", "*.txt", "squeezer/*.yaml"],
         "data_prep": ["samples/*/*.jsonl"],
     },
     install_requires=INSTALL_REQUIRES,

@@ -17,6 +17,10 @@ from expandsearch_verl import __version__
 
 # name -> (module, one-line help). Later features add their line here.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "agent-loop-config": (
+        "expandsearch_verl.agent_loop_config",
+        "print the path of the agent-loop YAML for verl, or write a variant with --set/--output",
+    ),
     "score": ("expandsearch_verl.rescore", "rescore a JSONL dump of trajectories: EM / F1 per data source"),
 }
 

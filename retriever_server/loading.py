@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from retriever_server.metrics import ServerMetrics
@@ -25,7 +26,7 @@ def set_threads(settings: Settings) -> None:
 
 def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
     from retriever_server.corpus import CorpusStore
-    from retriever_server.squeezer import build_squeezer
+    from retriever_server.squeezer import SqueezerResources, build_squeezer
 
     if settings.demo:
         from retriever_server.demo import prepare_demo
@@ -35,7 +36,7 @@ def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
     set_threads(settings)
     corpus = CorpusStore.open(settings.corpus, settings.cache_dir)
     retrievers = {}
-    encoder_name = None
+    encoder, encoder_name = None, None
     for name in settings.retriever:
         if name == "dense":
             from retriever_server.dense import DenseRetriever, Placement
@@ -55,7 +56,9 @@ def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
             retrievers[name] = BM25Retriever(Path(settings.bm25_index), len(corpus), corpus.fingerprint)
     for retriever in retrievers.values():
         retriever.search(["warm up"], 1)  # first-call costs (allocations, lazy init) are paid before "ok"
+    # the one thread that owns the encoder and the indexes; the extractive squeezer encodes there too
+    engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
+    squeezer = build_squeezer(settings, SqueezerResources(encoder=encoder, engine=engine, metrics=metrics))
     metrics.corpus_passages.set(len(corpus))
-    logger.info("serving %s over %d passages", list(retrievers), len(corpus))
-    return SearchService(settings, corpus, retrievers, build_squeezer(settings.squeezer, settings), metrics,
-                         encoder_name)
+    logger.info("serving %s over %d passages (squeezer: %s)", list(retrievers), len(corpus), settings.squeezer)
+    return SearchService(settings, corpus, retrievers, squeezer, metrics, encoder_name, engine=engine)

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+SQUEEZE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class ServerMetrics:
@@ -28,7 +29,18 @@ class ServerMetrics:
         self.engine_seconds = Histogram("retriever_engine_seconds", "engine time per batch, by stage",
                                         ["retriever", "stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.squeeze_failures = Counter("retriever_squeeze_failures_total",
-                                        "squeezes that failed or timed out (passages returned instead)", registry=r)
+                                        "squeezes that failed or timed out (passages returned instead), by reason",
+                                        ["reason"], registry=r)
+        self.squeeze_cache = Counter("retriever_squeeze_cache_total", "squeezes by cache outcome: hit, miss (the "
+                                     "backend ran), joined (shared an identical squeeze in flight)", ["result"],
+                                     registry=r)
+        self.squeeze_seconds = Histogram("retriever_squeeze_seconds", "backend time per squeeze (cache misses)",
+                                         ["backend"], buckets=SQUEEZE_BUCKETS, registry=r)
+        self.squeezer_batch = Histogram("retriever_squeezer_batch_requests", "requests per hf squeezer generate batch",
+                                        buckets=BATCH_BUCKETS, registry=r)
+        self.squeezer_retries = Counter("retriever_squeezer_retries_total",
+                                        "openai squeezer retries, by cause (HTTP status, timeout, connection)",
+                                        ["cause"], registry=r)
         self.ready = Gauge("retriever_ready", "1 once the corpus and indexes are loaded", registry=r)
         self.corpus_passages = Gauge("retriever_corpus_passages", "passages in the served corpus", registry=r)
 

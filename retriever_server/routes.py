@@ -22,7 +22,6 @@ from retriever_server.schemas import (
     limit_errors,
 )
 from retriever_server.service import SearchService
-from retriever_server.squeezer import SqueezerUnavailable
 
 
 def json_response(payload: dict, status_code: int = 200) -> Response:
@@ -83,13 +82,11 @@ async def search(body: SearchRequest, service: ReadyService) -> Response:
 
 @router.post("/squeeze", response_model=SqueezeResponse, dependencies=protected)
 async def squeeze(body: SqueezeRequest, service: ReadyService) -> Response:
-    """Distil given passages for given queries with the configured squeezer."""
+    """Distil given passages for given queries with the configured squeezer (504 slow, 502 failed)."""
     check_limits(body, service)
     passages = [Passage("", f'"{d.title}"\n{d.text}', d.title, d.text) for d in body.documents]
     try:
         return json_response(await service.squeeze(body.queries, passages, body.question))
-    except SqueezerUnavailable as exc:
-        raise HTTPException(501, str(exc)) from None
     except TimeoutError:
         raise HTTPException(504, f"the squeezer took longer than squeeze_timeout_s={service.settings.squeeze_timeout_s}") from None
     except Exception as exc:  # a backend failure is the backend's, not the request's

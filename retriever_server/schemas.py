@@ -147,4 +147,9 @@ def limit_errors(request: RetrieveRequest | SearchRequest | SqueezeRequest, sett
         if len(request.documents) > limit:
             errors.append(_error(["documents"], f"documents: {len(request.documents)}; the limit is "
                                                 f"max_queries*max_topk={limit}", "too_long"))
+        for i, document in enumerate(request.documents):
+            for name in ("title", "text"):
+                if not _is_unicode(getattr(document, name)):
+                    errors.append(_error(["documents", i, name],
+                                         f"documents[{i}].{name}: not valid Unicode (lone surrogate)"))
     return errors

@@ -6,7 +6,8 @@ No FastAPI here: handlers validate, call these coroutines, and map errors to sta
   1. normalise the queries; answer what the LRU cache holds, and wait for identical queries in flight;
   2. send the rest to the retriever's micro-batcher (one engine batch with other requests' queries);
   3. fuse the per-variant top-k lists into one de-duplicated list (`fusion.fuse`);
-  4. squeeze the fused passages when asked (`squeezer.Squeezer`; a failure degrades to passages).
+  4. squeeze the fused passages when asked (`squeezer.Squeezer`; a failure degrades to passages; with
+     `--squeezer none`, or no passage found, the passages are the result and nothing is squeezed).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from retriever_server.fusion import fuse
 from retriever_server.hits import SearchResults
 from retriever_server.metrics import ServerMetrics
 from retriever_server.settings import Settings
-from retriever_server.squeezer import Squeezer, SqueezerUnavailable
+from retriever_server.squeezer import NONE, Squeezer
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def _ms(seconds: float) -> float:
 
 class SearchService:
     def __init__(self, settings: Settings, corpus: CorpusStore, retrievers: dict[str, Retriever],
-                 squeezer: Squeezer, metrics: ServerMetrics, encoder_name: str | None = None):
+                 squeezer: Squeezer, metrics: ServerMetrics, encoder_name: str | None = None,
+                 engine: ThreadPoolExecutor | None = None):
         self.settings = settings
         self.corpus = corpus
         self.retrievers = retrievers
@@ -51,8 +53,8 @@ class SearchService:
         self.cache = QueryCache(settings.cache_size)
         self.in_flight: dict[tuple[str, int, str], asyncio.Future] = {}  # (query, k, index) being computed
         self._computing: set[asyncio.Task] = set()
-        # the one thread that owns the encoder and the indexes
-        self.engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
+        # the one thread that owns the encoder and the indexes (the extractive squeezer borrows it too)
+        self.engine = engine or ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
         self.batchers = {
             name: MicroBatcher(
                 retriever, self.engine, enabled=settings.batching, max_batch_queries=settings.max_batch_queries,
@@ -172,7 +174,8 @@ class SearchService:
                      for hit, passage in zip(fused, self.corpus.passages([hit.position for hit in fused]), strict=True)]
         per_query = [self.corpus.passage_ids(row[row >= 0]) for row in results.positions]
         summary, squeeze_error, squeeze_ms = None, None, 0.0
-        if self.settings.squeeze_default if squeeze is None else squeeze:  # step 4
+        wanted = self.settings.squeeze_default if squeeze is None else squeeze
+        if wanted and documents and self.squeezer.name != NONE:  # step 4
             squeeze_started = time.perf_counter()
             passages = [Passage(d["id"], f'"{d["title"]}"\n{d["text"]}', d["title"], d["text"]) for d in documents]
             summary, squeeze_error = await self._squeeze(queries, passages, question)
@@ -195,18 +198,16 @@ class SearchService:
         timeout = self.settings.squeeze_timeout_s
         try:
             return await asyncio.wait_for(self.squeezer.squeeze(queries, passages, question), timeout), None
-        except SqueezerUnavailable as exc:
-            return None, str(exc)
         except TimeoutError:
-            reason = f"squeezer {self.squeezer.name!r} timed out after {timeout} s"
+            reason, kind = f"squeezer {self.squeezer.name!r} timed out after {timeout} s", "timeout"
         except Exception as exc:
-            reason = f"squeezer {self.squeezer.name!r} failed: {type(exc).__name__}: {exc}"
-        self.metrics.squeeze_failures.inc()
+            reason, kind = f"squeezer {self.squeezer.name!r} failed: {type(exc).__name__}: {exc}", "error"
+        self.metrics.squeeze_failures.labels(kind).inc()
         logger.warning("%s; returning the fused passages", reason)
         return None, reason
 
     async def squeeze(self, queries: list[str], passages: list[Passage], question: str | None) -> dict:
-        """/squeeze: raises SqueezerUnavailable when no backend is configured."""
+        """/squeeze: the backend's summary (`none`: the passages themselves); raises what the backend raises."""
         started = time.perf_counter()
         summary = await asyncio.wait_for(self.squeezer.squeeze(queries, passages, question),
                                          self.settings.squeeze_timeout_s)

@@ -18,6 +18,7 @@ from pathlib import Path
 TOKEN_ENV = "EXPANDSEARCH_RETRIEVER_TOKEN"
 CACHE_ENV = "EXPANDSEARCH_CACHE"
 RETRIEVERS = ("dense", "bm25")
+SQUEEZER_BACKENDS = ("none", "openai", "hf", "extractive")  # retriever_server.squeezer.SQUEEZERS
 
 
 def default_cache_dir() -> str:
@@ -77,10 +78,41 @@ class Settings:
     max_topk: int = field(default=100, metadata=_help("largest topk a request may ask for"))
     max_query_chars: int = field(default=2048, metadata=_help("longest query or question, in characters"))
     max_body_bytes: int = field(default=1 << 20, metadata=_help("largest request body, in bytes"))
-    squeezer: str = field(default="none", metadata=_help("squeezer backend for /search and /squeeze"))
-    squeeze_default: bool = field(default=False, metadata=_help("/search squeezes when the request says null"))
-    squeeze_timeout_s: float = field(default=30.0, metadata=_help("a squeeze slower than this degrades to passages"))
     graceful_timeout_s: float = field(default=30.0, metadata=_help("on shutdown, wait this long for in-flight requests"))
+    # --- squeezer (ExpandSearch: Llama-4-Maverick-17B on NVIDIA NIM, temperature 0, 512 tokens) -------------
+    squeezer: str = field(default="none", metadata=_help(
+        "squeezer backend: none (the fused passages) | openai (vLLM, SGLang, NIM) | hf (local model) | extractive"))
+    squeezer_model: str | None = field(default=None, metadata=_help(
+        "openai: the served model name (default meta-llama/Llama-3.1-8B-Instruct); hf: an HF directory or name, "
+        "a .gguf file, or smollm2 (the offline demo model; the default with --demo)"))
+    squeezer_url: str = field(default="http://127.0.0.1:8001/v1", metadata=_help(
+        "openai: base URL of the chat-completions server (NIM: https://integrate.api.nvidia.com/v1)"))
+    squeezer_api_key_env: str | None = field(default=None, metadata=_help(
+        "openai: NAME of the environment variable holding the API key (NIM: NVIDIA_API_KEY)"))
+    squeezer_tokenizer: str | None = field(default=None, metadata=_help(
+        "openai: HF tokenizer that counts context tokens (default: an estimate of 4 bytes per token)"))
+    squeezer_prompt: str | None = field(default=None, metadata=_help(
+        "prompt YAML (version, system, user); default: retriever_server/squeezer/prompt.yaml"))
+    squeezer_max_tokens: int = field(default=512, metadata=_help(
+        "longest summary in tokens (the paper: 512); extractive: its token budget"))
+    squeezer_context_tokens: int = field(default=4096, metadata=_help(
+        "passages given to the squeezer, in tokens, cut at passage boundaries (3 variants x topk 10 of wiki-18: ~2-4k)"))
+    squeezer_concurrency: int = field(default=64, metadata=_help("openai: most squeezer requests in flight"))
+    squeezer_request_timeout_s: float = field(default=20.0, metadata=_help(
+        "openai: timeout of one attempt, in seconds (the whole squeeze: squeeze_timeout_s)"))
+    squeezer_retries: int = field(default=3, metadata=_help(
+        "openai: retries on 429, 5xx, timeouts and connection errors (exponential backoff with jitter)"))
+    squeezer_backoff_s: float = field(default=0.5, metadata=_help("openai: first retry delay in seconds (doubles, max 8)"))
+    squeezer_batch_size: int = field(default=16, metadata=_help("hf: most requests per generate batch"))
+    squeezer_batch_wait_ms: float = field(default=5.0, metadata=_help(
+        "hf: longest wait for more requests when the model is idle (ms)"))
+    squeezer_device: str = field(default="auto", metadata=_help("hf: auto | cpu | cuda | cuda:N"))
+    squeezer_cache_size: int = field(default=4096, metadata=_help("squeeze summaries kept in memory (0: off)"))
+    squeezer_cache_db: str | None = field(default=None, metadata=_help(
+        "sqlite file that keeps summaries across restarts (repeated validation runs do not pay twice)"))
+    squeeze_default: bool = field(default=False, metadata=_help("/search squeezes when the request says null"))
+    squeeze_timeout_s: float = field(default=30.0, metadata=_help(
+        "a whole squeeze (retries included) slower than this degrades to passages, in seconds"))
 
     def resolved_token(self) -> str | None:
         return self.auth_token or os.environ.get(TOKEN_ENV) or None
@@ -103,6 +135,7 @@ class Settings:
             problems.append(f"pooling: {self.pooling!r} must be mean, cls or pooler")
         if self.fusion not in ("rrf", "max"):
             problems.append(f"fusion: {self.fusion!r} must be rrf or max")
+        problems += self._squeezer_problems()
         positive = ("max_length", "ef_search", "nprobe", "max_batch_queries", "retrieve_topk", "search_topk",
                     "max_queries", "max_topk", "max_query_chars", "max_body_bytes", "rrf_k")
         problems += [f"{name}: {getattr(self, name)} must be >= 1" for name in positive if getattr(self, name) < 1]
@@ -116,6 +149,25 @@ class Settings:
             problems.append(f"port: {self.port} must be in 1..65535")
         if problems:
             raise ValueError("invalid server settings:\n  " + "\n  ".join(problems))
+
+    def _squeezer_problems(self) -> list[str]:
+        problems = []
+        if self.squeezer not in SQUEEZER_BACKENDS:
+            problems.append(f"squeezer: {self.squeezer!r} must be one of {list(SQUEEZER_BACKENDS)}")
+        if self.squeezer == "hf" and not self.squeezer_model and not self.demo:
+            problems.append("squeezer_model: required for squeezer=hf (an HF directory or name, a .gguf file, "
+                            "or smollm2)")
+        if self.squeezer == "extractive" and "dense" not in self.retriever:
+            problems.append("squeezer: extractive uses the dense retriever's encoder; serve --retriever dense[,bm25]")
+        if self.squeezer == "openai" and self.squeezer_api_key_env and not os.environ.get(self.squeezer_api_key_env):
+            problems.append(f"squeezer_api_key_env: the environment variable {self.squeezer_api_key_env} is not set")
+        positive = ("squeezer_max_tokens", "squeezer_context_tokens", "squeezer_concurrency", "squeezer_batch_size")
+        problems += [f"{name}: {getattr(self, name)} must be >= 1" for name in positive if getattr(self, name) < 1]
+        non_negative = ("squeezer_retries", "squeezer_backoff_s", "squeezer_batch_wait_ms", "squeezer_cache_size")
+        problems += [f"{name}: {getattr(self, name)} must be >= 0" for name in non_negative if getattr(self, name) < 0]
+        if self.squeezer_request_timeout_s <= 0:
+            problems.append(f"squeezer_request_timeout_s: {self.squeezer_request_timeout_s} must be > 0")
+        return problems
 
 
 def _base_type(tp) -> type:

@@ -82,6 +82,15 @@ def smollm2_gguf() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_gguf) -> Path:
+    """SmolLM2-135M-Instruct as an HF directory, converted from the GGUF once per machine into the
+    cache ($EXPANDSEARCH_CACHE or ~/.cache/expandsearch): ~1 min the first time, then nothing."""
+    from retriever_server.models import hf_source
+
+    return Path(hf_source(smollm2_gguf))
+
+
 def build_chat_model(target: Path, vocab_size: int = 600, seed: int = 0) -> Path:
     """Write a tiny random Qwen2ForCausalLM plus a locally trained chat tokenizer to `target`."""
     import torch

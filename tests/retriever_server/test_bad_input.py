@@ -57,6 +57,9 @@ def test_lone_surrogate_and_invalid_json(server_url):
     raw = b'{"queries": ["a\\ud800b"]}'
     response = httpx.post(server_url + "/search", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422 and "Unicode" in response.text
+    raw = b'{"queries": ["q"], "documents": [{"text": "ok"}, {"title": "a\\ud800b", "text": "x"}]}'
+    response = httpx.post(server_url + "/squeeze", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"][0]["msg"].startswith("documents[1].title: not valid")
     broken = httpx.post(server_url + "/search", content=b'{"queries": [', headers={"content-type": "application/json"})
     assert broken.status_code == 422 and broken.json()["detail"][0]["msg"].startswith("body: invalid JSON")
     nan = httpx.post(server_url + "/search", content=b'{"queries": ["q"], "topk": NaN, "max_documents": Infinity}',

@@ -49,7 +49,7 @@ def corpus(tmp_path_factory) -> CorpusStore:
 
 def service_with(corpus: CorpusStore, retriever: GatedRetriever, cache_size: int) -> SearchService:
     settings = Settings(corpus="unused", dense_index="unused", cache_size=cache_size, max_wait_ms=0)
-    return SearchService(settings, corpus, {"dense": retriever}, build_squeezer("none", settings), ServerMetrics())
+    return SearchService(settings, corpus, {"dense": retriever}, build_squeezer(settings), ServerMetrics())
 
 
 def counter(service: SearchService, name: str) -> float:

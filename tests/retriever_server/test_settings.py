@@ -60,3 +60,36 @@ def test_the_shipped_example_config_is_valid():
     settings = parse(["--config", str(example)])
     settings.validate()
     assert settings.gpus == [0, 1] and settings.dense_index.endswith("e5_Flat.index")
+
+
+def test_squeezer_flags_and_their_checks(monkeypatch):
+    settings = parse(["--demo", "--squeezer", "openai", "--squeezer-url", "http://gpu-node:8001/v1", "--squeezer-model",
+                      "meta/llama-4-maverick-17b-128e-instruct", "--squeezer-max-tokens", "256",
+                      "--squeezer-context-tokens", "3000", "--squeezer-cache-db", "/tmp/s.sqlite",
+                      "--squeezer-api-key-env", "NVIDIA_API_KEY", "--squeeze-default"])
+    assert (settings.squeezer, settings.squeezer_max_tokens, settings.squeezer_context_tokens) == ("openai", 256, 3000)
+    assert settings.squeeze_default is True and settings.squeezer_cache_db == "/tmp/s.sqlite"
+    monkeypatch.delenv("NVIDIA_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="NVIDIA_API_KEY is not set"):
+        settings.validate()
+    monkeypatch.setenv("NVIDIA_API_KEY", "nvapi-x")
+    settings.validate()
+    defaults = Settings()
+    assert (defaults.squeezer, defaults.squeezer_max_tokens, defaults.squeezer_cache_size) == ("none", 512, 4096)
+    bad = Settings(demo=True, squeezer="llama", squeezer_max_tokens=0, squeezer_retries=-1, squeezer_request_timeout_s=0)
+    with pytest.raises(ValueError) as error:
+        bad.validate()
+    for key in ("squeezer: 'llama'", "squeezer_max_tokens: 0", "squeezer_retries: -1", "squeezer_request_timeout_s"):
+        assert key in str(error.value)
+    with pytest.raises(ValueError, match="squeezer_model: required for squeezer=hf"):
+        Settings(corpus="c", dense_index="d", squeezer="hf").validate()
+    Settings(demo=True, squeezer="hf").validate()  # the demo squeezes with SmolLM2
+    with pytest.raises(ValueError, match="extractive uses the dense retriever's encoder"):
+        Settings(demo=True, squeezer="extractive", retriever=["bm25"]).validate()
+
+
+def test_every_backend_name_is_registered():
+    from retriever_server.settings import SQUEEZER_BACKENDS
+    from retriever_server.squeezer import SQUEEZERS
+
+    assert set(SQUEEZERS) == set(SQUEEZER_BACKENDS)

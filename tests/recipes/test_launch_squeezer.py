@@ -1,0 +1,37 @@
+"""recipes/launch_squeezer.sh: the `vllm serve` line it runs, with a stand-in `vllm` on PATH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "launch_squeezer.sh"
+
+
+def run_recipe(tmp_path: Path, env: dict, *args: str) -> list[str]:
+    fake = tmp_path / "bin" / "vllm"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if k not in ("MODEL", "PORT", "TP", "API_KEY", "HOST")}
+    result = subprocess.run(["bash", str(RECIPE), *args], capture_output=True, text=True, check=True,
+                            env={**clean, "PATH": f"{fake.parent}:{os.environ['PATH']}", **env})
+    return result.stdout.splitlines()
+
+
+def test_defaults_serve_llama_3_1_8b_for_the_retriever(tmp_path):
+    argv = run_recipe(tmp_path, {})
+    assert argv[:2] == ["serve", "meta-llama/Llama-3.1-8B-Instruct"]
+    flags = dict(zip(argv[2::2], argv[3::2], strict=False))
+    assert flags["--port"] == "8001" and flags["--host"] == "127.0.0.1" and flags["--max-model-len"] == "8192"
+    assert flags["--served-model-name"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert "--enable-prefix-caching" in argv and "--api-key" not in argv
+
+
+def test_environment_toggles_and_extra_flags(tmp_path):
+    argv = run_recipe(tmp_path, {"MODEL": "/models/llama-70b", "TP": "4", "PORT": "9001", "API_KEY": "k"},
+                      "--max-num-batched-tokens", "16384")
+    assert argv[1] == "/models/llama-70b"
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "4" and argv[argv.index("--port") + 1] == "9001"
+    assert argv[argv.index("--api-key") + 1] == "k" and argv[-2:] == ["--max-num-batched-tokens", "16384"]
