@@ -48,8 +48,12 @@ def start_at_ref(ref: str, workdir: Path, serve_args: list[str]) -> ServerProces
     setup = (source / "setup.py").read_text()
     for module in OPTIONAL_SPEEDUPS:
         if f'"{module}' not in setup:
-            (shims / f"{module}.py").write_text(f"raise ImportError('{module} is not a dependency of {ref}')\n")
-    return ServerProcess(serve_args, wait=False, cwd=source, env={"PYTHONPATH": f"{shims}{os.pathsep}{source}"})
+            (shims / f"{module}.py").write_text(
+                f"raise ImportError('{module} is not a dependency of {ref}')\n"
+            )
+    return ServerProcess(
+        serve_args, wait=False, cwd=source, env={"PYTHONPATH": f"{shims}{os.pathsep}{source}"}
+    )
 
 
 async def httpx_client_cpu(url: str, bodies: list[dict], concurrency: int, seconds: float) -> dict:
@@ -87,28 +91,44 @@ def main() -> int:
     bodies = bench.distinct_bodies(100_000, 20_000, seed=4)
     levels = [int(c) for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {f"before ({args.ref})": start_at_ref(args.ref, Path(tmp), serve_args),
-                   "after (this checkout)": ServerProcess(serve_args, wait=False)}
+        servers = {
+            f"before ({args.ref})": start_at_ref(args.ref, Path(tmp), serve_args),
+            "after (this checkout)": ServerProcess(serve_args, wait=False),
+        }
         try:
             for server in servers.values():
                 server.wait_ready()
                 asyncio.run(loadgen.drive(server.url, bodies[:200], 16, None))  # warm-up
-            print("| server | clients | queries/s | p50 ms | p99 ms | queries/batch | CPU ms/request: load gen / "
-                  "event loop / engine |\n|---|---|---|---|---|---|---|", flush=True)
+            print(
+                "| server | clients | queries/s | p50 ms | p99 ms | queries/batch | CPU ms/request: load gen / "
+                "event loop / engine |\n|---|---|---|---|---|---|---|",
+                flush=True,
+            )
             for level in levels:
                 for _ in range(args.rounds):
                     for label, server in servers.items():
-                        r = asyncio.run(loadgen.drive(server.url, bodies, level, args.duration, server.process.pid))
-                        print(f"| {label} | {level} | {r['queries_per_s']:.0f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
-                              f"| {r['mean_batch_queries']:.0f} | {r['client_cpu_ms']:.2f} / "
-                              f"{r['server_loop_cpu_ms']:.2f} / {r['server_engine_cpu_ms']:.1f} |", flush=True)
+                        r = asyncio.run(
+                            loadgen.drive(server.url, bodies, level, args.duration, server.process.pid)
+                        )
+                        print(
+                            f"| {label} | {level} | {r['queries_per_s']:.0f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
+                            f"| {r['mean_batch_queries']:.0f} | {r['client_cpu_ms']:.2f} / "
+                            f"{r['server_loop_cpu_ms']:.2f} / {r['server_engine_cpu_ms']:.1f} |",
+                            flush=True,
+                        )
             after = servers["after (this checkout)"]
             print("\n| load generator | clients | requests/s | client CPU ms/request |\n|---|---|---|---|")
             for level in levels:
                 for name, measure in (("httpx (before)", httpx_client_cpu), ("aiohttp (loadgen)", None)):
-                    r = (asyncio.run(measure(after.url, bodies, level, args.duration)) if measure else
-                         asyncio.run(loadgen.drive(after.url, bodies, level, args.duration)))
-                    print(f"| {name} | {level} | {r['requests_per_s']:.1f} | {r['client_cpu_ms']:.2f} |", flush=True)
+                    r = (
+                        asyncio.run(measure(after.url, bodies, level, args.duration))
+                        if measure
+                        else asyncio.run(loadgen.drive(after.url, bodies, level, args.duration))
+                    )
+                    print(
+                        f"| {name} | {level} | {r['requests_per_s']:.1f} | {r['client_cpu_ms']:.2f} |",
+                        flush=True,
+                    )
         finally:
             for server in servers.values():
                 server.stop()

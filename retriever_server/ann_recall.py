@@ -44,17 +44,26 @@ def compare(factory: str, vectors: np.ndarray, queries: np.ndarray) -> dict:
     started = time.perf_counter()
     ann = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     ann.add(vectors)
-    out = {"passages": len(vectors), "queries": len(queries), "build_s": time.perf_counter() - started, "ef_search": {}}
+    out = {
+        "passages": len(vectors),
+        "queries": len(queries),
+        "build_s": time.perf_counter() - started,
+        "ef_search": {},
+    }
     truth = flat.search(queries, TOPK)[1]
     for ef in EF_SEARCH:
         faiss.ParameterSpace().set_index_parameter(ann, "efSearch", ef)
         found = ann.search(queries, TOPK)[1]
         recall = float(np.mean([len(set(a) & set(b)) / TOPK for a, b in zip(found, truth, strict=True)]))
-        pairs = [(_throughput(flat, queries), _throughput(ann, queries)) for _ in range(ROUNDS)]  # alternated: noise
-        out["ef_search"][ef] = {"recall_at_10": recall,
-                                "flat_queries_per_s": statistics.median(f for f, _ in pairs),
-                                "queries_per_s": statistics.median(a for _, a in pairs),
-                                "speed_up": statistics.median(a / f for f, a in pairs)}
+        pairs = [
+            (_throughput(flat, queries), _throughput(ann, queries)) for _ in range(ROUNDS)
+        ]  # alternated: noise
+        out["ef_search"][ef] = {
+            "recall_at_10": recall,
+            "flat_queries_per_s": statistics.median(f for f, _ in pairs),
+            "queries_per_s": statistics.median(a for _, a in pairs),
+            "speed_up": statistics.median(a / f for f, a in pairs),
+        }
     return out
 
 
@@ -74,10 +83,16 @@ def sample_set(encoder) -> tuple[np.ndarray, np.ndarray]:
     from retriever_server.settings import default_cache_dir
 
     samples = SAMPLE_CORPUS.parents[2] / "data_prep" / "samples"
-    questions = [json.loads(line)["question"] for path in sorted(samples.glob("*/*.jsonl"))
-                 for line in path.read_text().splitlines() if line.strip()]
+    questions = [
+        json.loads(line)["question"]
+        for path in sorted(samples.glob("*/*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     corpus = CorpusStore.open(SAMPLE_CORPUS, default_cache_dir())
-    return encoder.encode(list(corpus.iter_contents()), is_query=False), encoder.encode(questions, is_query=True)
+    return encoder.encode(list(corpus.iter_contents()), is_query=False), encoder.encode(
+        questions, is_query=True
+    )
 
 
 def minilm_set(encoder, workdir: Path, n_passages: int, n_needs: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +124,9 @@ def random_set(index_dir: Path, n_queries: int = 512) -> tuple[np.ndarray, np.nd
     vectors = _stored_vectors(index_dir)
     dim = vectors.shape[1]
     queries = vectors[np.random.default_rng(2).choice(len(vectors), n_queries, replace=False)]
-    noise = np.random.default_rng(3).standard_normal(queries.shape, dtype=np.float32) / np.float32(np.sqrt(dim))
+    noise = np.random.default_rng(3).standard_normal(queries.shape, dtype=np.float32) / np.float32(
+        np.sqrt(dim)
+    )
     queries = np.ascontiguousarray(queries + np.float32(0.5) * noise, dtype=np.float32)
     faiss.normalize_L2(queries)
     return vectors, queries

@@ -45,8 +45,16 @@ class _Pending:
 class MicroBatcher:
     """Coalesce concurrent `search` calls for one retriever into batched engine calls."""
 
-    def __init__(self, retriever: Retriever, engine: ThreadPoolExecutor, *, enabled: bool = True,
-                 max_batch_queries: int = 256, max_wait_ms: float = 2.0, on_batch=None):
+    def __init__(
+        self,
+        retriever: Retriever,
+        engine: ThreadPoolExecutor,
+        *,
+        enabled: bool = True,
+        max_batch_queries: int = 256,
+        max_wait_ms: float = 2.0,
+        on_batch=None,
+    ):
         self.retriever = retriever
         self.engine = engine
         self.enabled = enabled
@@ -57,7 +65,9 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.retriever.name}")
+        self._worker = asyncio.get_running_loop().create_task(
+            self._run(), name=f"batcher-{self.retriever.name}"
+        )
 
     async def stop(self) -> None:
         """Finish everything already queued, then stop the worker."""
@@ -80,7 +90,9 @@ class MicroBatcher:
     def _take_queued(self, batch: list[_Pending]) -> list[_Pending]:
         """Add what is already queued to `batch`, up to `max_batch_queries` (one request with batching off)."""
         n_queries = sum(len(pending.queries) for pending in batch)
-        while not self._queue.empty() and (not batch or (self.enabled and n_queries < self.max_batch_queries)):
+        while not self._queue.empty() and (
+            not batch or (self.enabled and n_queries < self.max_batch_queries)
+        ):
             batch.append(self._queue.get_nowait())
             n_queries += len(batch[-1].queries)
         return batch
@@ -107,10 +119,14 @@ class MicroBatcher:
             for query in pending.queries:
                 unique.setdefault(query, len(unique))
         k = max(pending.k for pending in batch)
-        computing = asyncio.get_running_loop().run_in_executor(self.engine, self.retriever.search, list(unique), k)
+        computing = asyncio.get_running_loop().run_in_executor(
+            self.engine, self.retriever.search, list(unique), k
+        )
         return batch, unique, computing
 
-    def _finish(self, batch: list[_Pending], unique: dict[str, int], outcome: SearchResults | Exception) -> None:
+    def _finish(
+        self, batch: list[_Pending], unique: dict[str, int], outcome: SearchResults | Exception
+    ) -> None:
         """Scatter the rows of a finished batch to its requests (or the engine's error to all of them)."""
         for pending in batch:
             if pending.future.done():
@@ -129,7 +145,8 @@ class MicroBatcher:
             batch, unique, computing = running
             try:
                 outcome = await computing
-            except Exception as exc:  # the engine failed: every waiting request gets the error, the loop lives on
+            # the engine failed: every waiting request gets the error, the loop lives on
+            except Exception as exc:
                 logger.exception("engine batch of %d requests failed", len(batch))
                 outcome = exc
             # What queued during this batch starts before this batch's requests are answered, so the

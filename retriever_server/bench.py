@@ -25,12 +25,12 @@ import asyncio
 import json
 import random
 import shutil
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from retriever_server.bench_report import SERVED_HEADER, print_ann, print_summary, reference_level, served_row
 from retriever_server.loadgen import drive
 from retriever_server.synthetic import query_variants
 
@@ -40,26 +40,51 @@ CEILING_BATCHES = (16, 64, 256, 1024)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="benchmark a running server instead of starting one (skips the ceiling)")
+    parser.add_argument(
+        "--url", help="benchmark a running server instead of starting one (skips the ceiling)"
+    )
     parser.add_argument("--passages", type=int, default=100_000, help="synthetic corpus size")
     parser.add_argument("--concurrency", default="1,16,64,256", help="comma-separated client counts")
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds of steady state measured per row (after every client has had one answer)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds of steady state measured per row (after every client has had one answer)",
+    )
     parser.add_argument("--workdir", default=None, help="corpus and index cache (default: <cache dir>/bench)")
-    parser.add_argument("--grpo-requests", type=int, default=240, help="distinct requests of the GRPO workload")
+    parser.add_argument(
+        "--grpo-requests", type=int, default=240, help="distinct requests of the GRPO workload"
+    )
     parser.add_argument("--grpo-repeats", type=int, default=3, help="cache off/on pairs of the GRPO workload")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="times the 64-client level is measured (off, on, ceiling), for a median ratio")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times the 64-client level is measured (off, on, ceiling), for a median ratio",
+    )
     parser.add_argument("--hnsw", default="HNSW32", help="faiss factory compared with Flat ('' skips it)")
-    parser.add_argument("--ann-passages", type=int, default=20_000,
-                        help="synthetic passages encoded by MiniLM for HNSW recall on real embeddings "
-                             "(once, cached in the workdir; 0 skips that set)")
-    parser.add_argument("--max-batch-queries", type=int, default=None,
-                        help="server batch cap (default: the server's, 256; above 64 queries the engine's CPU per "
-                             "query is flat here, and smaller batches pipeline better)")
+    parser.add_argument(
+        "--ann-passages",
+        type=int,
+        default=20_000,
+        help="synthetic passages encoded by MiniLM for HNSW recall on real embeddings "
+        "(once, cached in the workdir; 0 skips that set)",
+    )
+    parser.add_argument(
+        "--max-batch-queries",
+        type=int,
+        default=None,
+        help="server batch cap (default: the server's, 256; above 64 queries the engine's CPU per "
+        "query is flat here, and smaller batches pipeline better)",
+    )
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
-    parser.add_argument("--corpus-load", type=int, default=0, metavar="N",
-                        help="only time the corpus store: first conversion and warm load of N synthetic passages")
+    parser.add_argument(
+        "--corpus-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time the corpus store: first conversion and warm load of N synthetic passages",
+    )
 
 
 def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
@@ -81,17 +106,42 @@ def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         faiss.write_index(index, str(index_dir / "index.faiss"))
-        write_params(index_dir, {"kind": "dense", "factory": "Flat", "dim": dim, "metric": "inner_product",
-                                 "corpus_size": len(corpus), "corpus_fingerprint": corpus.fingerprint,
-                                 "encoder": config.identity(), "vectors": "random unit vectors (benchmark)"})
+        write_params(
+            index_dir,
+            {
+                "kind": "dense",
+                "factory": "Flat",
+                "dim": dim,
+                "metric": "inner_product",
+                "corpus_size": len(corpus),
+                "corpus_fingerprint": corpus.fingerprint,
+                "encoder": config.identity(),
+                "vectors": "random unit vectors (benchmark)",
+            },
+        )
     return corpus.directory, index_dir, config.identity()
 
 
-def serve_args(corpus: Path, index: Path, encoder: dict, cache_size: int, batching: bool,
-               max_batch_queries: int) -> list[str]:
-    return ["--corpus", str(corpus), "--dense-index", str(index), "--encoder", encoder["model"],
-            "--query-prefix", "", "--passage-prefix", "", "--cache-size", str(cache_size),
-            "--batching" if batching else "--no-batching", "--max-batch-queries", str(max_batch_queries)]
+def serve_args(
+    corpus: Path, index: Path, encoder: dict, cache_size: int, batching: bool, max_batch_queries: int
+) -> list[str]:
+    return [
+        "--corpus",
+        str(corpus),
+        "--dense-index",
+        str(index),
+        "--encoder",
+        encoder["model"],
+        "--query-prefix",
+        "",
+        "--passage-prefix",
+        "",
+        "--cache-size",
+        str(cache_size),
+        "--batching" if batching else "--no-batching",
+        "--max-batch-queries",
+        str(max_batch_queries),
+    ]
 
 
 class Ceiling:
@@ -110,7 +160,9 @@ class Ceiling:
         self.encoder = Encoder(demo_encoder_config(), device="cpu", batch_size=max(CEILING_BATCHES))
         self.retriever = DenseRetriever.load(index, self.encoder, len(store), store.fingerprint)
         rng = random.Random(1)
-        self.queries = [q for _ in range(max(CEILING_BATCHES) // 3 + 1) for q in query_variants(rng.randrange(n_passages))]
+        self.queries = [
+            q for _ in range(max(CEILING_BATCHES) // 3 + 1) for q in query_variants(rng.randrange(n_passages))
+        ]
 
     def measure(self, batch: int, seconds: float = 5.0) -> dict[str, float]:
         """Queries/s at `batch`, and the CPU (all threads of this process) it took per query."""
@@ -121,7 +173,11 @@ class Ceiling:
             self.retriever.search(queries, TOPK)
             done += batch
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-        return {"queries_per_s": done / elapsed, "cpu_ms_per_query": cpu * 1e3 / done, "cores_busy": cpu / elapsed}
+        return {
+            "queries_per_s": done / elapsed,
+            "cpu_ms_per_query": cpu * 1e3 / done,
+            "cores_busy": cpu / elapsed,
+        }
 
 
 def distinct_bodies(n_passages: int, count: int, seed: int) -> list[dict]:
@@ -155,28 +211,18 @@ def corpus_load(workdir: Path, n_passages: int) -> dict:
     reads = [store.passage(rng.randrange(len(store))) for _ in range(1000)]
     read = time.perf_counter()
     assert len(reads) == 1000 and len(store) == n_passages
-    return {"passages": n_passages, "jsonl_mb": source.stat().st_size / 2**20, "convert_s": converted - started,
-            "warm_load_s": opened - converted, "read_1000_ms": (read - opened) * 1e3}
+    return {
+        "passages": n_passages,
+        "jsonl_mb": source.stat().st_size / 2**20,
+        "convert_s": converted - started,
+        "warm_load_s": opened - converted,
+        "read_1000_ms": (read - opened) * 1e3,
+    }
 
 
-def _cpu(r: dict) -> str:
-    return f"{r['client_cpu_ms']:.2f} / {r['server_loop_cpu_ms']:.2f} / {r['server_engine_cpu_ms']:.1f}"
-
-
-def _served_row(label: str, r: dict) -> str:
-    ratio = f"{r['queries_per_s'] / r['ceiling']:.2f}" if r.get("ceiling") else "-"
-    return (f"| {label} | {r['concurrency']} | {r['queries_per_s']:.0f} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | "
-            f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['mean_batch_queries']:.0f} | {r.get('ceiling', 0):.0f} | "
-            f"{ratio} | {_cpu(r)} | {r['engine_busy']:.2f} | {r['cores_busy']:.2f} |")
-
-
-SERVED_HEADER = ("| batching | clients | queries/s | requests/s | p50 ms | p95 ms | p99 ms | queries/batch | "
-                 "ceiling q/s (next to it) | served/ceiling | CPU ms/request: load gen / event loop / engine | "
-                 "engine busy | cores busy |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-
-
-def served(args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | None, best: int | None,
-           max_batch: int) -> dict[str, list[dict]]:
+def served(
+    args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | None, best: int | None, max_batch: int
+) -> dict[str, list[dict]]:
     """Batching off and on, side by side, at every concurrency level, with the ceiling between levels.
 
     The reference level (64 clients) is measured `--rounds` times, so its ratio is a median.
@@ -186,29 +232,46 @@ def served(args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | No
     levels = [int(c) for c in args.concurrency.split(",")]
     reference = reference_level(levels)
     bodies = distinct_bodies(args.passages, 20_000, seed=4)
-    servers = {} if args.url else {label: ServerProcess(serve_args(corpus, index, encoder, 0, label == "on", max_batch),
-                                                        wait=False) for label in ("off", "on")}
+    servers = (
+        {}
+        if args.url
+        else {
+            label: ServerProcess(serve_args(corpus, index, encoder, 0, label == "on", max_batch), wait=False)
+            for label in ("off", "on")
+        }
+    )
     rows: dict[str, list[dict]] = {label: [] for label in (servers or {"url": None})}
     print(SERVED_HEADER, flush=True)
     try:
         for server in servers.values():
             server.wait_ready()
-        targets = {label: (server.url, server.process.pid) for label, server in servers.items()} or {"url": (args.url, None)}
+        targets = {label: (server.url, server.process.pid) for label, server in servers.items()} or {
+            "url": (args.url, None)
+        }
         for url, _ in targets.values():
             asyncio.run(drive(url, bodies[:200], 16, None))  # warm-up
         before = ceiling.measure(best) if ceiling else None
         for level in levels:
             for _ in range(args.rounds if level == reference else 1):
-                level_rows = {label: asyncio.run(drive(url, bodies, level, args.duration, pid))
-                              for label, (url, pid) in targets.items()}
+                level_rows = {
+                    label: asyncio.run(drive(url, bodies, level, args.duration, pid))
+                    for label, (url, pid) in targets.items()
+                }
                 after = ceiling.measure(best) if ceiling else None
                 for label, row in level_rows.items():
                     if ceiling:
-                        row.update({f"ceiling{suffix}": (before[name] + after[name]) / 2 for suffix, name in (
-                            ("", "queries_per_s"), ("_cpu_ms_per_query", "cpu_ms_per_query"),
-                            ("_cores_busy", "cores_busy"))})
+                        row.update(
+                            {
+                                f"ceiling{suffix}": (before[name] + after[name]) / 2
+                                for suffix, name in (
+                                    ("", "queries_per_s"),
+                                    ("_cpu_ms_per_query", "cpu_ms_per_query"),
+                                    ("_cores_busy", "cores_busy"),
+                                )
+                            }
+                        )
                     rows[label].append(row)
-                    print(_served_row(label, row), flush=True)
+                    print(served_row(label, row), flush=True)
                 before = after
     finally:
         for server in servers.values():
@@ -216,17 +279,18 @@ def served(args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | No
     return rows
 
 
-def reference_level(levels: list[int]) -> int:
-    """The targets are stated at 64 clients; a --concurrency list without 64 reports its largest level."""
-    return 64 if 64 in levels else max(levels)
-
-
 def grpo(args, corpus: Path, index: Path, encoder: dict, max_batch: int) -> list[dict[str, dict]]:
     """The GRPO-like workload at 64 clients, cache off then on, `grpo_repeats` times (fresh requests each time)."""
     from retriever_server.process import ServerProcess
 
-    servers = {} if args.url else {label: ServerProcess(serve_args(corpus, index, encoder, size, True, max_batch),
-                                                        wait=False) for label, size in (("off", 0), ("on", 65536))}
+    servers = (
+        {}
+        if args.url
+        else {
+            label: ServerProcess(serve_args(corpus, index, encoder, size, True, max_batch), wait=False)
+            for label, size in (("off", 0), ("on", 65536))
+        }
+    )
     pairs = []
     try:
         for server in servers.values():
@@ -236,72 +300,16 @@ def grpo(args, corpus: Path, index: Path, encoder: dict, max_batch: int) -> list
             bodies = grpo_bodies(args.passages, args.grpo_requests, seed=5 + repeat)
             if args.url:
                 return [{"url": asyncio.run(drive(args.url, bodies, 64, None))}]
-            pairs.append({label: asyncio.run(drive(server.url, bodies, 64, None, server.process.pid))
-                          for label, server in servers.items()})
+            pairs.append(
+                {
+                    label: asyncio.run(drive(server.url, bodies, 64, None, server.process.pid))
+                    for label, server in servers.items()
+                }
+            )
     finally:
         for server in servers.values():
             server.stop()
     return pairs
-
-
-def _cpu_ms_per_request(r: dict) -> float:
-    return r["client_cpu_ms"] + r["server_loop_cpu_ms"] + r["server_engine_cpu_ms"]
-
-
-def print_summary(report: dict) -> None:
-    rows = report["served"]
-    if "on" in rows and "off" in rows:
-        print("\nbatching on / off, queries/s: " + ", ".join(
-            f"{on['concurrency']} clients {on['queries_per_s'] / off['queries_per_s']:.1f}x"
-            for off, on in zip(rows["off"], rows["on"], strict=True)))
-    batched = rows.get("on") or rows.get("url") or []
-    if batched:
-        level = reference_level([r["concurrency"] for r in batched])
-        at = f"at {level} clients"
-        refs = [r for r in batched if r["concurrency"] == level]
-        if refs[0].get("ceiling"):
-            ratios = [r["queries_per_s"] / r["ceiling"] for r in refs]
-            # per query, all the CPU of serving (load generator + event loop + engine) against the ceiling's
-            cpu_ratios = [r["ceiling_cpu_ms_per_query"] * r["queries_per_s"] / r["requests_per_s"] / _cpu_ms_per_request(r)
-                          for r in refs]
-            print(f"served/ceiling {at}: median {statistics.median(ratios):.2f} over {len(refs)} rounds ("
-                  + ", ".join(f"{x:.2f}" for x in ratios) + "); CPU-normalised (ceiling CPU per query / all CPU "
-                  f"per served query): median {statistics.median(cpu_ratios):.2f}; cores this run got: served "
-                  f"{statistics.median(r['cores_busy'] for r in refs):.2f}, ceiling "
-                  f"{statistics.median(r['ceiling_cores_busy'] for r in refs):.2f} (medians)")
-        print(f"p99/p50 {at}: " + ", ".join(f"{r['p99_ms'] / r['p50_ms']:.2f}" for r in refs))
-        ref = refs[len(refs) // 2]
-        engine, other = ref["server_engine_cpu_ms"], ref["client_cpu_ms"] + ref["server_loop_cpu_ms"]
-        if engine:
-            print(f"CPU per request {at}: engine {engine:.1f} ms, outside it {other:.2f} ms (load generator "
-                  f"{ref['client_cpu_ms']:.2f}, server event loop {ref['server_loop_cpu_ms']:.2f}): "
-                  f"engine share {engine / (engine + other):.2f}")
-    if report.get("grpo"):
-        print("\nGRPO-like workload (each request sent by 5 rollouts, 64 clients, batching on):")
-        print("| run | cache | requests/s | p50 ms | p99 ms | cache hit rate | CPU ms/request: load gen / event loop / "
-              "engine |\n|---|---|---|---|---|---|---|")
-        for i, pair in enumerate(report["grpo"], 1):
-            for label, r in pair.items():
-                print(f"| {i} | {label} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
-                      f"{r['cache_hit_rate']:.2f} | {_cpu(r)} |")
-        pairs = [pair for pair in report["grpo"] if "on" in pair]
-        if pairs:
-            gains = [pair["on"]["requests_per_s"] / pair["off"]["requests_per_s"] for pair in pairs]
-            cpu_gains = [_cpu_ms_per_request(pair["off"]) / _cpu_ms_per_request(pair["on"]) for pair in pairs]
-            print("cache gain (on / off, requests/s): " + ", ".join(f"{g:.2f}x" for g in gains)
-                  + f"; median {statistics.median(gains):.2f}x; CPU per request, off / on: median "
-                  f"{statistics.median(cpu_gains):.2f}x")
-
-
-def print_ann(factory: str, ann: dict) -> None:
-    names = {"sample": "sample corpus, MiniLM, sample questions", "minilm": "synthetic passages, MiniLM, query variants",
-             "random": "random unit vectors, noisy copies"}
-    print(f"\n{factory} vs Flat (batch 64, in process; each speed-up the median of 3 alternated pairs):")
-    print("| set | passages | efSearch | recall@10 | queries/s | Flat queries/s | speed-up |\n|---|---|---|---|---|---|---|")
-    for name, r in ann.items():
-        for ef, e in r["ef_search"].items():
-            print(f"| {names[name]} | {r['passages']:,} | {ef} | {e['recall_at_10']:.3f} | {e['queries_per_s']:.0f} | "
-                  f"{e['flat_queries_per_s']:.0f} | {e['speed_up']:.1f}x |")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -310,20 +318,32 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or Path(default_cache_dir()) / "bench")
     if args.corpus_load:
         r = corpus_load(workdir, args.corpus_load)
-        print("| passages | JSONL | first conversion | warm load | 1000 random passages |\n|---|---|---|---|---|")
-        print(f"| {r['passages']:,} | {r['jsonl_mb']:.0f} MB | {r['convert_s']:.1f} s | {r['warm_load_s'] * 1e3:.1f} ms "
-              f"| {r['read_1000_ms']:.1f} ms |")
+        print(
+            "| passages | JSONL | first conversion | warm load | 1000 random passages |\n|---|---|---|---|---|"
+        )
+        print(
+            f"| {r['passages']:,} | {r['jsonl_mb']:.0f} MB | {r['convert_s']:.1f} s | {r['warm_load_s'] * 1e3:.1f} ms "
+            f"| {r['read_1000_ms']:.1f} ms |"
+        )
         return 0
-    report: dict = {"passages": args.passages, "vectors": "random unit vectors (flat search cost is data-independent)"}
+    report: dict = {
+        "passages": args.passages,
+        "vectors": "random unit vectors (flat search cost is data-independent)",
+    }
     corpus, index, encoder = prepare(workdir, args.passages)
     ceiling, best = None, None
     if args.url is None:
         ceiling = Ceiling(corpus, index, args.passages)
         report["ceiling_by_batch"] = by_batch = {batch: ceiling.measure(batch) for batch in CEILING_BATCHES}
         best = max(by_batch, key=lambda batch: by_batch[batch]["queries_per_s"])
-        print("ceiling (in process, no HTTP), queries/s (CPU ms/query) by batch: "
-              + ", ".join(f"{b}: {m['queries_per_s']:.0f} ({m['cpu_ms_per_query']:.1f})" for b, m in by_batch.items())
-              + f"; best batch {best}", flush=True)
+        print(
+            "ceiling (in process, no HTTP), queries/s (CPU ms/query) by batch: "
+            + ", ".join(
+                f"{b}: {m['queries_per_s']:.0f} ({m['cpu_ms_per_query']:.1f})" for b, m in by_batch.items()
+            )
+            + f"; best batch {best}",
+            flush=True,
+        )
     report["max_batch_queries"] = max_batch = args.max_batch_queries or Settings().max_batch_queries
     report["threads"] = _threads()
     print(f"threads: {report['threads']}", flush=True)
@@ -347,9 +367,11 @@ def _threads() -> str:
     from retriever_server.settings import Settings
 
     cores, settings = os.cpu_count() or 1, Settings()
-    return (f"server and ceiling: torch {settings.torch_threads or cores}, faiss {settings.faiss_threads or cores} "
-            f"(= the {cores} cores), one uvicorn process (uvloop + httptools) with one engine thread; "
-            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    return (
+        f"server and ceiling: torch {settings.torch_threads or cores}, faiss {settings.faiss_threads or cores} "
+        f"(= the {cores} cores), one uvicorn process (uvloop + httptools) with one engine thread; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
 
 
 def _encoder():

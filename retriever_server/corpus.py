@@ -120,7 +120,9 @@ def _write_store(source: Path, tmp: Path, show_progress: bool) -> dict:
         (tmp / "contents.bin").open("wb") as contents_out,
         (tmp / "ids.bin").open("wb") as ids_out,
     ):
-        for line_no, line in enumerate(tqdm(lines, desc="corpus", unit=" lines", disable=not show_progress), 1):
+        for line_no, line in enumerate(
+            tqdm(lines, desc="corpus", unit=" lines", disable=not show_progress), 1
+        ):
             if not line.strip():
                 continue
             try:
@@ -160,8 +162,10 @@ class CorpusStore:
             raise CorpusError(f"{directory} is not a converted corpus (no {META_FILE}); pass the JSONL file")
         meta = json.loads(meta_path.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise CorpusError(f"{directory}: corpus format {meta.get('format_version')}, expected {FORMAT_VERSION}; "
-                              "delete the directory so it is converted again")
+            raise CorpusError(
+                f"{directory}: corpus format {meta.get('format_version')}, expected {FORMAT_VERSION}; "
+                "delete the directory so it is converted again"
+            )
         self.directory = directory
         self.fingerprint: str = meta["fingerprint"]
         # plain ndarray views of the maps: indexing them skips np.memmap's Python-level __getitem__
@@ -213,8 +217,12 @@ class CorpusStore:
         """The ids of the passages at `positions` (corpus rows), in order."""
         rows = _rows(positions)
         ids = self._ids
-        return [ids[start:end].decode() for start, end in
-                zip(self._id_offsets[rows].tolist(), self._id_offsets[rows + 1].tolist(), strict=True)]
+        return [
+            ids[start:end].decode()
+            for start, end in zip(
+                self._id_offsets[rows].tolist(), self._id_offsets[rows + 1].tolist(), strict=True
+            )
+        ]
 
     def iter_contents(self, start: int = 0, stop: int | None = None) -> Iterator[str]:
         """Contents of rows [start, stop) in order (index building)."""

@@ -26,8 +26,13 @@ import numpy as np
 import psutil
 
 HEADERS = {"Content-Type": "application/json"}
-COUNTERS = ("retriever_cache_hits_total", "retriever_cache_misses_total", "retriever_batch_queries_sum",
-            "retriever_batch_queries_count", "retriever_engine_seconds_sum")
+COUNTERS = (
+    "retriever_cache_hits_total",
+    "retriever_cache_misses_total",
+    "retriever_batch_queries_sum",
+    "retriever_batch_queries_count",
+    "retriever_engine_seconds_sum",
+)
 
 
 @dataclass
@@ -54,8 +59,11 @@ class CpuSnapshot:
 
 def cpu_per_request(start: CpuSnapshot, end: CpuSnapshot, requests: int, seconds: float) -> dict[str, float]:
     """Milliseconds of CPU per request for each part, and cores busy on average."""
-    parts = {"client": end.client - start.client, "server_loop": end.server_loop - start.server_loop,
-             "server_engine": end.server_other - start.server_other}
+    parts = {
+        "client": end.client - start.client,
+        "server_loop": end.server_loop - start.server_loop,
+        "server_engine": end.server_other - start.server_other,
+    }
     out = {f"{name}_cpu_ms": used * 1e3 / max(1, requests) for name, used in parts.items()}
     out["cores_busy"] = sum(parts.values()) / seconds
     return out
@@ -74,8 +82,14 @@ async def _counter(session: aiohttp.ClientSession, url: str, names: tuple[str, .
     return list(values.values())
 
 
-async def drive(url: str, bodies: list[dict], concurrency: int, duration: float | None,
-                server_pid: int | None = None, route: str = "/search") -> dict:
+async def drive(
+    url: str,
+    bodies: list[dict],
+    concurrency: int,
+    duration: float | None,
+    server_pid: int | None = None,
+    route: str = "/search",
+) -> dict:
     """`concurrency` clients send `bodies` in order; with `duration`, cycle them and measure a steady window.
 
     Without `duration` every body is sent once and the whole run is measured (the GRPO workload).
@@ -89,8 +103,10 @@ async def drive(url: str, bodies: list[dict], concurrency: int, duration: float 
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     timeout = aiohttp.ClientTimeout(total=600)
     # /metrics gets a session of its own: in the clients' pool it would wait for a free connection forever
-    async with (aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
-                aiohttp.ClientSession(timeout=timeout) as metrics_session):
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+        aiohttp.ClientSession(timeout=timeout) as metrics_session,
+    ):
 
         async def client():
             nonlocal cursor
@@ -101,14 +117,20 @@ async def drive(url: str, bodies: list[dict], concurrency: int, duration: float 
                 async with session.post(url + route, data=payload, headers=HEADERS) as response:
                     await response.read()
                     if response.status != 200:
-                        raise RuntimeError(f"{route} answered {response.status}: {(await response.text())[:500]}")
+                        raise RuntimeError(
+                            f"{route} answered {response.status}: {(await response.text())[:500]}"
+                        )
                 finished = time.perf_counter()
                 done.append((finished, finished - sent, n_queries))
                 if len(done) >= concurrency:
                     steady.set()
 
         async def snapshot() -> tuple[float, CpuSnapshot, np.ndarray]:
-            return time.perf_counter(), CpuSnapshot.take(server), np.array(await _counter(metrics_session, url, COUNTERS))
+            return (
+                time.perf_counter(),
+                CpuSnapshot.take(server),
+                np.array(await _counter(metrics_session, url, COUNTERS)),
+            )
 
         started = time.perf_counter()
         if duration is None:  # the whole run is the window
@@ -126,14 +148,25 @@ async def drive(url: str, bodies: list[dict], concurrency: int, duration: float 
             await asyncio.gather(*clients)  # the drain: answers after the window are not counted
     (opened, cpu0, counters0), (closed, cpu1, counters1) = first, last
     hits, misses, batch_queries, batches, engine_seconds = counters1 - counters0
-    counted = [(latency, n) for finished, latency, n in done if opened <= finished <= closed] if duration else [
-        (latency, n) for _, latency, n in done]
+    counted = (
+        [(latency, n) for finished, latency, n in done if opened <= finished <= closed]
+        if duration
+        else [(latency, n) for _, latency, n in done]
+    )
     seconds = closed - opened
     latencies = np.array([latency for latency, _ in counted]) * 1e3
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if len(latencies) else (float("nan"),) * 3
-    return {"concurrency": concurrency, "requests": len(counted), "seconds": seconds,
-            "requests_per_s": len(counted) / seconds, "queries_per_s": sum(n for _, n in counted) / seconds,
-            "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
-            "cache_hit_rate": float(hits / max(1.0, hits + misses)),
-            "mean_batch_queries": float(batch_queries / max(1.0, batches)), "engine_busy": float(engine_seconds / seconds),
-            **cpu_per_request(cpu0, cpu1, len(counted), seconds)}
+    return {
+        "concurrency": concurrency,
+        "requests": len(counted),
+        "seconds": seconds,
+        "requests_per_s": len(counted) / seconds,
+        "queries_per_s": sum(n for _, n in counted) / seconds,
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "cache_hit_rate": float(hits / max(1.0, hits + misses)),
+        "mean_batch_queries": float(batch_queries / max(1.0, batches)),
+        "engine_busy": float(engine_seconds / seconds),
+        **cpu_per_request(cpu0, cpu1, len(counted), seconds),
+    }

@@ -40,9 +40,16 @@ def _ms(seconds: float) -> float:
 
 
 class SearchService:
-    def __init__(self, settings: Settings, corpus: CorpusStore, retrievers: dict[str, Retriever],
-                 squeezer: Squeezer, metrics: ServerMetrics, encoder_name: str | None = None,
-                 engine: ThreadPoolExecutor | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        corpus: CorpusStore,
+        retrievers: dict[str, Retriever],
+        squeezer: Squeezer,
+        metrics: ServerMetrics,
+        encoder_name: str | None = None,
+        engine: ThreadPoolExecutor | None = None,
+    ):
         self.settings = settings
         self.corpus = corpus
         self.retrievers = retrievers
@@ -57,9 +64,14 @@ class SearchService:
         self.engine = engine or ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
         self.batchers = {
             name: MicroBatcher(
-                retriever, self.engine, enabled=settings.batching, max_batch_queries=settings.max_batch_queries,
+                retriever,
+                self.engine,
+                enabled=settings.batching,
+                max_batch_queries=settings.max_batch_queries,
                 max_wait_ms=settings.max_wait_ms,
-                on_batch=lambda n_req, n_q, res, name=name: metrics.record_batch(name, n_req, n_q, res.timings_ms),
+                on_batch=lambda n_req, n_q, res, name=name: metrics.record_batch(
+                    name, n_req, n_q, res.timings_ms
+                ),
             )
             for name, retriever in retrievers.items()
         }
@@ -78,7 +90,9 @@ class SearchService:
         if name is None:
             return self.default_retriever
         if name not in self.retrievers:
-            raise UnknownRetriever(f"retriever {name!r} is not served here; this server serves {list(self.retrievers)}")
+            raise UnknownRetriever(
+                f"retriever {name!r} is not served here; this server serves {list(self.retrievers)}"
+            )
         return name
 
     async def lookup(self, queries: list[str], k: int, retriever: str) -> tuple[SearchResults, bool]:
@@ -109,13 +123,17 @@ class SearchService:
             waiting.update(self._compute(missing, k, retriever, identity))
         timings = {"encode": 0.0, "search": 0.0}
         for query, future in waiting.items():
-            rows[query], batch_timings = await asyncio.shield(future)  # a cancelled request leaves it to the others
+            rows[query], batch_timings = await asyncio.shield(
+                future
+            )  # a cancelled request leaves it to the others
             timings = {stage: max(ms, batch_timings.get(stage, 0.0)) for stage, ms in timings.items()}
         positions = np.stack([rows[query][0] for query in normalized])
         scores = np.stack([rows[query][1] for query in normalized])
         return SearchResults(positions, scores, timings), not missing
 
-    def _compute(self, queries: list[str], k: int, retriever: str, identity: str) -> dict[str, asyncio.Future]:
+    def _compute(
+        self, queries: list[str], k: int, retriever: str, identity: str
+    ) -> dict[str, asyncio.Future]:
         """Send `queries` to the batcher in a task of their own; each future resolves to (row, batch timings).
 
         The task outlives the request that started it, so the requests that joined its queries get
@@ -155,29 +173,53 @@ class SearchService:
         result = []
         for positions, scores in zip(results.positions.tolist(), results.scores.tolist(), strict=True):
             found = [position for position in positions if position >= 0]
-            documents = [{"id": p.id, "contents": p.contents, "title": p.title, "text": p.text}
-                         for p in self.corpus.passages(found)]
-            result.append([{"document": document, "score": score} for document, score in zip(documents, scores[: len(documents)], strict=True)]
-                          if return_scores else documents)
+            documents = [
+                {"id": p.id, "contents": p.contents, "title": p.title, "text": p.text}
+                for p in self.corpus.passages(found)
+            ]
+            result.append(
+                [
+                    {"document": document, "score": score}
+                    for document, score in zip(documents, scores[: len(documents)], strict=True)
+                ]
+                if return_scores
+                else documents
+            )
         return {"result": result}
 
-    async def search(self, queries: list[str], k: int, question: str | None, squeeze: bool | None,
-                     max_documents: int | None, retriever: str | None) -> dict:
+    async def search(
+        self,
+        queries: list[str],
+        k: int,
+        question: str | None,
+        squeeze: bool | None,
+        max_documents: int | None,
+        retriever: str | None,
+    ) -> dict:
         """ExpandSearch's /search: all variants of a turn fused, de-duplicated, optionally squeezed."""
         started = time.perf_counter()
         results, cached = await self.lookup(queries, k, self.pick(retriever))  # steps 1-2
         fused = fuse(results, self.settings.fusion, self.settings.rrf_k)  # step 3
         if max_documents is not None:
             fused = fused[:max_documents]
-        documents = [{"id": passage.id, "title": passage.title, "text": passage.text, "score": hit.score,
-                      "query_hits": hit.query_hits}
-                     for hit, passage in zip(fused, self.corpus.passages([hit.position for hit in fused]), strict=True)]
+        documents = [
+            {
+                "id": passage.id,
+                "title": passage.title,
+                "text": passage.text,
+                "score": hit.score,
+                "query_hits": hit.query_hits,
+            }
+            for hit, passage in zip(fused, self.corpus.passages([hit.position for hit in fused]), strict=True)
+        ]
         per_query = [self.corpus.passage_ids(row[row >= 0]) for row in results.positions]
         summary, squeeze_error, squeeze_ms = None, None, 0.0
         wanted = self.settings.squeeze_default if squeeze is None else squeeze
         if wanted and documents and self.squeezer.name != NONE:  # step 4
             squeeze_started = time.perf_counter()
-            passages = [Passage(d["id"], f'"{d["title"]}"\n{d["text"]}', d["title"], d["text"]) for d in documents]
+            passages = [
+                Passage(d["id"], f'"{d["title"]}"\n{d["text"]}', d["title"], d["text"]) for d in documents
+            ]
             summary, squeeze_error = await self._squeeze(queries, passages, question)
             squeeze_ms = _ms(time.perf_counter() - squeeze_started)
         return {
@@ -187,13 +229,17 @@ class SearchService:
             "squeezed": summary is not None,
             "squeeze_error": squeeze_error,
             "cached": cached,
-            "timings_ms": {"encode": round(results.timings_ms.get("encode", 0.0), 3),
-                           "search": round(results.timings_ms.get("search", 0.0), 3),
-                           "squeeze": squeeze_ms, "total": _ms(time.perf_counter() - started)},
+            "timings_ms": {
+                "encode": round(results.timings_ms.get("encode", 0.0), 3),
+                "search": round(results.timings_ms.get("search", 0.0), 3),
+                "squeeze": squeeze_ms,
+                "total": _ms(time.perf_counter() - started),
+            },
         }
 
-    async def _squeeze(self, queries: list[str], passages: list[Passage], question: str | None
-                       ) -> tuple[str | None, str | None]:
+    async def _squeeze(
+        self, queries: list[str], passages: list[Passage], question: str | None
+    ) -> tuple[str | None, str | None]:
         """(summary, None) or (None, reason): the rollout degrades to passages, it never fails."""
         timeout = self.settings.squeeze_timeout_s
         try:
@@ -209,10 +255,21 @@ class SearchService:
     async def squeeze(self, queries: list[str], passages: list[Passage], question: str | None) -> dict:
         """/squeeze: the backend's summary (`none`: the passages themselves); raises what the backend raises."""
         started = time.perf_counter()
-        summary = await asyncio.wait_for(self.squeezer.squeeze(queries, passages, question),
-                                         self.settings.squeeze_timeout_s)
-        return {"summary": summary, "backend": self.squeezer.name, "timings_ms": {"total": _ms(time.perf_counter() - started)}}
+        summary = await asyncio.wait_for(
+            self.squeezer.squeeze(queries, passages, question), self.settings.squeeze_timeout_s
+        )
+        return {
+            "summary": summary,
+            "backend": self.squeezer.name,
+            "timings_ms": {"total": _ms(time.perf_counter() - started)},
+        }
 
     def health(self) -> dict:
-        return {"status": "ok", "corpus_size": len(self.corpus), "retriever": self.default_retriever,
-                "retrievers": list(self.retrievers), "encoder": self.encoder_name, "squeezer": self.squeezer.name}
+        return {
+            "status": "ok",
+            "corpus_size": len(self.corpus),
+            "retriever": self.default_retriever,
+            "retrievers": list(self.retrievers),
+            "encoder": self.encoder_name,
+            "squeezer": self.squeezer.name,
+        }

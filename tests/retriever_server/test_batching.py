@@ -32,7 +32,9 @@ class RecordingRetriever:
         if self.fail_on in queries:
             raise RuntimeError("engine exploded")
         positions = np.array([[sum(map(ord, q)) * 10 + j for j in range(k)] for q in queries])
-        return SearchResults.from_index(positions, -positions.astype(np.float32), {"encode": 1.0, "search": 2.0})
+        return SearchResults.from_index(
+            positions, -positions.astype(np.float32), {"encode": 1.0, "search": 2.0}
+        )
 
 
 async def _run(batcher: MicroBatcher, requests: list[tuple[list[str], int]]):
@@ -53,14 +55,19 @@ async def test_concurrent_requests_share_one_batch_and_duplicates_are_computed_o
     alone = RecordingRetriever()
     for (queries, k), got in zip([(["a", "b"], 3), (["b", "c"], 5), (["a"], 1)], results, strict=True):
         expected = alone.search(queries, k)
-        assert got.positions.tolist() == expected.positions.tolist() and got.positions.shape == (len(queries), k)
+        assert got.positions.tolist() == expected.positions.tolist() and got.positions.shape == (
+            len(queries),
+            k,
+        )
 
 
 async def test_batch_size_cap_and_batching_off():
     retriever = RecordingRetriever()
     with ThreadPoolExecutor(1) as engine:
-        await _run(MicroBatcher(retriever, engine, max_batch_queries=4, max_wait_ms=50),
-                   [([f"q{i}", f"r{i}"], 2) for i in range(6)])
+        await _run(
+            MicroBatcher(retriever, engine, max_batch_queries=4, max_wait_ms=50),
+            [([f"q{i}", f"r{i}"], 2) for i in range(6)],
+        )
     assert [len(queries) for queries, _ in retriever.calls] == [4, 4, 4]
     off = RecordingRetriever()
     with ThreadPoolExecutor(1) as engine:
@@ -73,7 +80,9 @@ async def test_an_engine_failure_reaches_its_batch_only():
     with ThreadPoolExecutor(1) as engine:
         batcher = MicroBatcher(retriever, engine, max_wait_ms=20)
         batcher.start()
-        failed = await asyncio.gather(batcher.search(["boom"], 2), batcher.search(["x"], 2), return_exceptions=True)
+        failed = await asyncio.gather(
+            batcher.search(["boom"], 2), batcher.search(["x"], 2), return_exceptions=True
+        )
         later = await batcher.search(["y"], 2)  # the worker lives on
         await batcher.stop()
     assert all(isinstance(result, RuntimeError) for result in failed)

@@ -16,15 +16,50 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_bench_prints_every_table(tmp_path):
     report = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "retriever_server", "bench", "--passages", "2000", "--concurrency", "1,8",
-               "--duration", "1", "--rounds", "2", "--grpo-requests", "40", "--grpo-repeats", "1", "--ann-passages", "300",
-               "--workdir", str(tmp_path), "--json", str(report)]
-    result = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                            capture_output=True, text=True, timeout=900)
+    command = [
+        sys.executable,
+        "-m",
+        "retriever_server",
+        "bench",
+        "--passages",
+        "2000",
+        "--concurrency",
+        "1,8",
+        "--duration",
+        "1",
+        "--rounds",
+        "2",
+        "--grpo-requests",
+        "40",
+        "--grpo-repeats",
+        "1",
+        "--ann-passages",
+        "300",
+        "--workdir",
+        str(tmp_path),
+        "--json",
+        str(report),
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    for heading in ("ceiling (in process, no HTTP)", "| batching | clients | queries/s", "GRPO-like workload",
-                    "cache gain", "| off | 8 |", "| on | 8 |", "HNSW32 vs Flat", "CPU per request at",
-                    "| synthetic passages, MiniLM, query variants | 300 |"):
+    for heading in (
+        "ceiling (in process, no HTTP)",
+        "| batching | clients | queries/s",
+        "GRPO-like workload",
+        "cache gain",
+        "| off | 8 |",
+        "| on | 8 |",
+        "HNSW32 vs Flat",
+        "CPU per request at",
+        "| synthetic passages, MiniLM, query variants | 300 |",
+    ):
         assert heading in result.stdout, result.stdout
     figures = json.loads(report.read_text())
     assert [r["concurrency"] for r in figures["served"]["on"]] == [1, 8, 8]  # the reference level, twice

@@ -38,7 +38,9 @@ class GatedRetriever:
         if self.fail:
             raise RuntimeError("engine exploded")
         positions = np.array([[(sum(map(ord, q)) + j) % N_PASSAGES for j in range(k)] for q in queries])
-        return SearchResults.from_index(positions, np.ones(positions.shape, np.float32), {"encode": 1.0, "search": 2.0})
+        return SearchResults.from_index(
+            positions, np.ones(positions.shape, np.float32), {"encode": 1.0, "search": 2.0}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,10 @@ async def test_identical_queries_in_flight_are_computed_once(corpus):
     service.start()
     first = asyncio.create_task(service.search(["who founded x", "x history"], 5, None, None, None, None))
     await engine_entered(retriever)  # the first request's queries are in the engine now
-    twins = [asyncio.create_task(service.search(["who founded  x", "x history"], 5, None, None, None, None))
-             for _ in range(4)]  # white space differs: the same normalised query
+    twins = [
+        asyncio.create_task(service.search(["who founded  x", "x history"], 5, None, None, None, None))
+        for _ in range(4)
+    ]  # white space differs: the same normalised query
     await asyncio.sleep(0.05)
     retriever.gate.set()
     bodies = await asyncio.gather(first, *twins)
@@ -88,7 +92,10 @@ async def test_identical_queries_in_flight_are_computed_once(corpus):
     assert [body["cached"] for body in bodies] == [False, True, True, True, True]
     assert bodies[1]["timings_ms"]["encode"] == 1.0  # the twin's batch timings
     assert counter(service, "retriever_in_flight_joins_total") == 8
-    assert counter(service, "retriever_cache_hits_total") == 8 and counter(service, "retriever_cache_misses_total") == 2
+    assert (
+        counter(service, "retriever_cache_hits_total") == 8
+        and counter(service, "retriever_cache_misses_total") == 2
+    )
 
 
 async def test_a_cancelled_request_does_not_strand_its_twins(corpus):
