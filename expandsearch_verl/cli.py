@@ -21,7 +21,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "expandsearch_verl.agent_loop_config",
         "print the path of the agent-loop YAML for verl, or write a variant with --set/--output",
     ),
+    "doctor": (
+        "expandsearch_verl.doctor.cli",
+        "preflight a training run: verl config, batches, reward, agent loop, data, model, services",
+    ),
     "score": ("expandsearch_verl.rescore", "rescore a JSONL dump of trajectories: EM / F1 per data source"),
+    "eval": (
+        "expandsearch_verl.evaluation.eval_cli",
+        "evaluate a policy with the training agent loop: EM / F1 per dataset",
+    ),
+    "demo": (
+        "expandsearch_verl.evaluation.demo",
+        "the whole pipeline on the shipped samples, offline on CPU, in minutes",
+    ),
 }
 
 

@@ -254,3 +254,9 @@ def shared_client(config: AgentLoopConfig) -> RetrieverClient:
     if client is None:
         client = per_loop[key] = RetrieverClient(config)
     return client
+
+
+async def close_shared_clients() -> None:
+    """Close the clients of the running event loop (a process that evaluates, then goes on)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()

@@ -5,6 +5,7 @@
 #   CUDA_VISIBLE_DEVICES=7 PORT=8002 bash recipes/launch_squeezer.sh
 #   MODEL=meta-llama/Llama-3.3-70B-Instruct TP=4 CUDA_VISIBLE_DEVICES=4,5,6,7 bash recipes/launch_squeezer.sh
 #   bash recipes/launch_squeezer.sh --max-num-batched-tokens 16384          # anything after goes to `vllm serve`
+#   DRY_RUN=1 bash recipes/launch_squeezer.sh                                # print the command
 #
 # Then point the retriever at it (one squeezer serves every retriever replica):
 #   python -m retriever_server serve --corpus wiki-18.jsonl --dense-index e5_Flat.index --gpus 1 \
@@ -30,6 +31,7 @@ GPU_MEMORY_UTILIZATION=${GPU_MEMORY_UTILIZATION:-0.90}
 MAX_MODEL_LEN=${MAX_MODEL_LEN:-8192}               # see below
 MAX_NUM_SEQS=${MAX_NUM_SEQS:-256}                  # sequences decoded together (continuous batching)
 API_KEY=${API_KEY:-}                               # set it to require a bearer token (retriever: --squeezer-api-key-env)
+DRY_RUN=${DRY_RUN:-0}
 
 # MAX_MODEL_LEN: a squeeze is squeezer_context_tokens (4096) of passages + ~250 of instructions and queries
 # + squeezer_max_tokens (512) of summary = ~4860 tokens; 8192 leaves room for a larger context budget.
@@ -51,4 +53,8 @@ if [[ -n "$API_KEY" ]]; then
     SERVER+=(--api-key "$API_KEY")
 fi
 
+if [[ "$DRY_RUN" == 1 ]]; then
+    printf '%s\n' vllm serve "$MODEL" "${SERVER[@]}" "$@"
+    exit 0
+fi
 exec vllm serve "$MODEL" "${SERVER[@]}" "$@"

@@ -58,6 +58,13 @@ class ServerProcess:
 
     def wait_ready(self, timeout_s: float = 300) -> None:
         """Return once /health says ok; raise (and stop the server) if it exits or takes longer."""
+        try:
+            self._poll_health(timeout_s)
+        except BaseException:  # also Ctrl-C or SIGTERM while it starts: no orphan either
+            self.stop()
+            raise
+
+    def _poll_health(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -71,7 +78,6 @@ class ServerProcess:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise TimeoutError(f"the server on {self.url} was not ready after {timeout_s} s")
 
     def stop(self, timeout_s: float = 30) -> int:

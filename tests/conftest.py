@@ -164,3 +164,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m data_prep` on the shipped samples: train.parquet (60 rows, NQ + HotpotQA) and
+    test.parquet (140 rows, 20 of each of the seven test sets), in DESIGN.md's row schema."""
+    import contextlib
+    import io
+
+    from data_prep.cli import main
+
+    target = tmp_path_factory.mktemp("prepared_data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["--output-dir", str(target)]) == 0
+    return target

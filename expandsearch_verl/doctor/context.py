@@ -1,0 +1,38 @@
+"""The state the preflight checks share: the overrides, the options, and what earlier checks loaded.
+
+Checks run in order and later ones read what earlier ones put here (the composed config, the
+agent-loop entries, the actor's tokenizer); a check whose input is missing reports `skip`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Preflight:
+    """Inputs of one `expandsearch doctor` run and the facts its checks established so far."""
+
+    overrides: list[str]
+    skip_network: bool = False  # no retriever, squeezer or hub requests
+    ray_address: str | None = None  # a running Ray cluster to check every node of
+    timeout_s: float = 10.0  # per network request
+    config: Any = None  # verl's composed DictConfig (set by the config check)
+    agent_loops: dict[str, dict[str, Any]] | None = None  # agent_loop_config_path entries by name
+    expandsearch_loops: dict[str, Any] = field(default_factory=dict)  # name -> validated AgentLoopConfig
+    tokenizer: Any = None  # the actor model's tokenizer (set by the model check)
+
+    def select(self, key: str, default: Any = None) -> Any:
+        """A config value by dotted key, resolved; `default` when absent or null."""
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.select(self.config, key, default=default)
+        return default if value is None else value
+
+    def retriever_urls(self) -> list[str]:
+        """Every retriever URL the ExpandSearch agent loops will call, in order, without repeats."""
+        urls: list[str] = []
+        for loop in self.expandsearch_loops.values():
+            urls.extend(url for url in loop.retriever_urls if url not in urls)
+        return urls

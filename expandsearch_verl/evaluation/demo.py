@@ -1,0 +1,128 @@
+"""`expandsearch demo`: the whole system on a fresh CPU machine, offline, in a few minutes.
+
+    expandsearch demo            # hf squeezer (SmolLM2-135M-Instruct); --fast: extractive squeezer
+
+Four steps, each the project's own command: `python -m data_prep` on the shipped sample QA (a few
+questions per dataset); `python -m retriever_server serve --demo` (dense MiniLM + BM25 indexes of
+the shipped sample corpus, cached after the first build) as a child process; `expandsearch eval`
+with SmolLM2-135M-Instruct as the policy; then one trajectory printed with its masked observation
+tokens marked. The first run also converts the SmolLM2 GGUF once (cached), before the server starts,
+so the server and the policy do not both convert it on 2 cores.
+
+A 135M policy scores low: the demo proves the pipeline and shows the outputs. Ctrl-C or SIGTERM
+stops cleanly: the server is shut down (SIGTERM, then kill), parquet and summary files are written
+atomically and trajectories a whole line at a time; `--resume` continues an interrupted run.
+Exit status: 0 done, 1 a step failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from expandsearch_verl.evaluation.results import SUMMARY, TRAJECTORIES, load_records
+from expandsearch_verl.evaluation.trajectory_view import pick_example, render
+
+logger = logging.getLogger(__name__)
+
+POLICY = SQUEEZER = "smollm2"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("outputs/demo"), help="data/ and eval/ go here"
+    )
+    parser.add_argument(
+        "--questions-per-dataset", type=int, default=1, help="sample questions of each dataset"
+    )
+    parser.add_argument("--fast", action="store_true", help="extractive squeezer instead of SmolLM2 (faster)")
+    parser.add_argument(
+        "--policy-model", default=POLICY, help="the policy: smollm2, an HF directory or a .gguf"
+    )
+    parser.add_argument("--protocol", choices=("tags", "tool_call"), default="tags", help="action protocol")
+    parser.add_argument("--topk", type=int, default=3, help="documents per query variant")
+    parser.add_argument("--max-turns", type=int, default=3, help="policy turns per trajectory")
+    parser.add_argument("--response-length", type=int, default=256, help="response budget in tokens")
+    parser.add_argument("--concurrency", type=int, default=16, help="trajectories in flight (one batch)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the last run instead of starting again"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.questions_per_dataset < 1:
+        print(f"expandsearch demo: error: --questions-per-dataset {args.questions_per_dataset} must be >= 1",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    started = time.perf_counter()
+    try:
+        with _sigterm_as_interrupt():
+            status = _pipeline(args)
+    except KeyboardInterrupt:
+        print("\nexpandsearch demo: interrupted; the retriever server is stopped", file=sys.stderr)
+        return 130
+    if status == 0:
+        print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
+    return status
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from data_prep.cli import main as data_prep
+    from expandsearch_verl.cli import main as expandsearch
+    from retriever_server.models import hf_source
+    from retriever_server.process import ServerProcess
+
+    data_dir, eval_dir = args.output_dir / "data", args.output_dir / "eval"
+    _step(f"1/4 data_prep: {args.questions_per_dataset} sample questions per dataset -> {data_dir}")
+    prep = ["--output-dir", str(data_dir), "--train-datasets", "", "--protocol", args.protocol]
+    if data_prep([*prep, "--max-per-dataset", str(args.questions_per_dataset), "--overwrite"]) != 0:
+        return 1
+    squeezer = "extractive" if args.fast else "hf"
+    _step(f"2/4 retriever server: sample corpus, dense (MiniLM) + BM25 indexes, {squeezer} squeezer")
+    for model in {args.policy_model, *([] if args.fast else [SQUEEZER])}:
+        hf_source(model)  # GGUF conversions, once (cached), before two processes would both convert
+    serve = ["--demo", "--retriever", "dense,bm25", "--squeezer", squeezer, "--squeezer-max-tokens", "96"]
+    with ServerProcess(serve) as server:
+        _step(
+            f"3/4 expandsearch eval: {args.policy_model} as the policy, retriever {server.url} -> {eval_dir}"
+        )
+        status = expandsearch([
+            "eval", str(data_dir / "test.parquet"), "--policy-model", args.policy_model,
+            "--retriever-url", server.url, "--output-dir", str(eval_dir),
+            "--set", f"topk={args.topk}", "--set", f"max_turns={args.max_turns}",
+            "--set", "max_observation_tokens=192", "--prompt-length", "1024",
+            "--response-length", str(args.response_length), "--concurrency", str(args.concurrency),
+            "--batch-size", str(args.concurrency), *([] if args.resume else ["--overwrite"]),
+        ])  # fmt: skip
+    if status != 0:
+        return 130 if status == 130 else 1
+    _step("4/4 one trajectory")
+    example = pick_example(load_records(eval_dir / TRAJECTORIES))
+    if example is not None:
+        print(render(example, color=sys.stdout.isatty()))
+    print(f"\nfiles: {data_dir / 'test.parquet'}, {eval_dir / TRAJECTORIES}, {eval_dir / SUMMARY}")
+    return 0
+
+
+def _step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM takes Ctrl-C's path: the same cleanup (server stopped, nothing half-written)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
