@@ -234,9 +234,7 @@ class Settings:
             "max_body_bytes",
             "rrf_k",
         )
-        problems += [
-            f"{name}: {getattr(self, name)} must be >= 1" for name in positive if getattr(self, name) < 1
-        ]
+        problems += self._below(positive, 1)
         non_negative = (
             "cache_size",
             "torch_threads",
@@ -245,9 +243,7 @@ class Settings:
             "squeeze_timeout_s",
             "graceful_timeout_s",
         )
-        problems += [
-            f"{name}: {getattr(self, name)} must be >= 0" for name in non_negative if getattr(self, name) < 0
-        ]
+        problems += self._below(non_negative, 0)
         for name in ("retrieve_topk", "search_topk"):
             if getattr(self, name) > self.max_topk:
                 problems.append(f"{name}: {getattr(self, name)} exceeds max_topk={self.max_topk}")
@@ -255,6 +251,14 @@ class Settings:
             problems.append(f"port: {self.port} must be in 1..65535")
         if problems:
             raise ValueError("invalid server settings:\n  " + "\n  ".join(problems))
+
+    def _below(self, names: tuple[str, ...], floor: int) -> list[str]:
+        """One message for each setting in `names` under `floor`."""
+        return [
+            f"{name}: {getattr(self, name)} must be >= {floor}"
+            for name in names
+            if getattr(self, name) < floor
+        ]
 
     def _squeezer_problems(self) -> list[str]:
         problems = []
@@ -282,18 +286,14 @@ class Settings:
             "squeezer_concurrency",
             "squeezer_batch_size",
         )
-        problems += [
-            f"{name}: {getattr(self, name)} must be >= 1" for name in positive if getattr(self, name) < 1
-        ]
+        problems += self._below(positive, 1)
         non_negative = (
             "squeezer_retries",
             "squeezer_backoff_s",
             "squeezer_batch_wait_ms",
             "squeezer_cache_size",
         )
-        problems += [
-            f"{name}: {getattr(self, name)} must be >= 0" for name in non_negative if getattr(self, name) < 0
-        ]
+        problems += self._below(non_negative, 0)
         if self.squeezer_request_timeout_s <= 0:
             problems.append(f"squeezer_request_timeout_s: {self.squeezer_request_timeout_s} must be > 0")
         return problems
