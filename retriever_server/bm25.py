@@ -36,8 +36,15 @@ def build_bm25(corpus: CorpusStore, output: Path, show_progress: bool = True) ->
     model = bm25s.BM25()
     model.index(tokens, show_progress=show_progress)
     model.save(str(output), show_progress=show_progress)
-    write_params(output, {"kind": "bm25", "corpus_size": len(corpus), "corpus_fingerprint": corpus.fingerprint,
-                          "tokenizer": {"lower": True, "stopwords": STOPWORDS}})
+    write_params(
+        output,
+        {
+            "kind": "bm25",
+            "corpus_size": len(corpus),
+            "corpus_fingerprint": corpus.fingerprint,
+            "tokenizer": {"lower": True, "stopwords": STOPWORDS},
+        },
+    )
     return output
 
 
@@ -50,7 +57,9 @@ class BM25Retriever:
         import bm25s
 
         params = read_params(directory)
-        check_params(directory, params, kind="bm25", corpus_size=corpus_size, corpus_fingerprint=corpus_fingerprint)
+        check_params(
+            directory, params, kind="bm25", corpus_size=corpus_size, corpus_fingerprint=corpus_fingerprint
+        )
         self.model = bm25s.BM25.load(str(directory), mmap=True, show_progress=False)
         self.identity = identity(params)
         self.size = corpus_size

@@ -33,14 +33,21 @@ def _shard_path(directory: Path, shard: int) -> Path:
     return directory / f"shard_{shard:05d}.npy"
 
 
-def encode_shards(corpus: CorpusStore, encoder: Encoder, directory: Path, shard_size: int,
-                  show_progress: bool = True) -> int:
+def encode_shards(
+    corpus: CorpusStore, encoder: Encoder, directory: Path, shard_size: int, show_progress: bool = True
+) -> int:
     """Write every missing shard of fp16 passage embeddings; returns how many were already done."""
     from tqdm import tqdm
 
     directory.mkdir(parents=True, exist_ok=True)
-    _check_manifest(directory, {"corpus_fingerprint": corpus.fingerprint, "shard_size": shard_size,
-                                "encoder": encoder.config.identity()})
+    _check_manifest(
+        directory,
+        {
+            "corpus_fingerprint": corpus.fingerprint,
+            "shard_size": shard_size,
+            "encoder": encoder.config.identity(),
+        },
+    )
     n_shards = -(-len(corpus) // shard_size)
     done = 0
     with tqdm(total=len(corpus), desc="encode", unit=" passages", disable=not show_progress) as bar:
@@ -71,8 +78,10 @@ def _check_manifest(directory: Path, manifest: dict) -> None:
     if path.is_file():
         found = json.loads(path.read_text())
         if found != manifest:
-            raise ValueError(f"{directory} holds shards of another build ({found}); delete it or rebuild "
-                             "with the same corpus, encoder settings and --shard-size")
+            raise ValueError(
+                f"{directory} holds shards of another build ({found}); delete it or rebuild "
+                "with the same corpus, encoder settings and --shard-size"
+            )
     else:
         path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
@@ -102,9 +111,16 @@ def assemble_index(directory: Path, dim: int, factory: str, train_size: int, see
     return index
 
 
-def build_dense(corpus: CorpusStore, encoder: Encoder, output: Path, factory: str = "Flat",
-                shard_size: int = 100_000, train_size: int = 1_000_000, keep_embeddings: bool = False,
-                show_progress: bool = True) -> Path:
+def build_dense(
+    corpus: CorpusStore,
+    encoder: Encoder,
+    output: Path,
+    factory: str = "Flat",
+    shard_size: int = 100_000,
+    train_size: int = 1_000_000,
+    keep_embeddings: bool = False,
+    show_progress: bool = True,
+) -> Path:
     """Encode (resumably) and write `<output>/index.faiss` + params.json."""
     import faiss
 
@@ -114,19 +130,32 @@ def build_dense(corpus: CorpusStore, encoder: Encoder, output: Path, factory: st
     index = assemble_index(embeddings, encoder.dim, factory, train_size)
     faiss.write_index(index, str(output / (INDEX_FILE + ".tmp")))
     os.replace(output / (INDEX_FILE + ".tmp"), output / INDEX_FILE)
-    write_params(output, {"kind": "dense", "factory": factory, "dim": encoder.dim, "metric": "inner_product",
-                          "corpus_size": len(corpus), "corpus_fingerprint": corpus.fingerprint,
-                          "encoder": encoder.config.identity()})
+    write_params(
+        output,
+        {
+            "kind": "dense",
+            "factory": factory,
+            "dim": encoder.dim,
+            "metric": "inner_product",
+            "corpus_size": len(corpus),
+            "corpus_fingerprint": corpus.fingerprint,
+            "encoder": encoder.config.identity(),
+        },
+    )
     if not keep_embeddings:
         shutil.rmtree(embeddings)
     return output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", required=True, help="wiki-18-style JSONL(.gz) or a converted corpus directory")
+    parser.add_argument(
+        "--corpus", required=True, help="wiki-18-style JSONL(.gz) or a converted corpus directory"
+    )
     parser.add_argument("--output", required=True, help="index directory to write (resumes if it exists)")
     parser.add_argument("--kind", choices=["dense", "bm25"], default="dense")
-    parser.add_argument("--factory", default="Flat", help="faiss index factory string: Flat, HNSW64, IVF4096,PQ64, ...")
+    parser.add_argument(
+        "--factory", default="Flat", help="faiss index factory string: Flat, HNSW64, IVF4096,PQ64, ..."
+    )
     parser.add_argument("--encoder", default=EncoderConfig.model)
     parser.add_argument("--pooling", default=EncoderConfig.pooling, choices=["mean", "cls", "pooler"])
     parser.add_argument("--query-prefix", default=EncoderConfig.query_prefix)
@@ -137,9 +166,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fp16", action="store_true", help="encode in fp32 on GPU")
     parser.add_argument("--batch-size", type=int, default=512, help="passages per encoder forward")
     parser.add_argument("--shard-size", type=int, default=100_000, help="passages per resumable shard")
-    parser.add_argument("--train-size", type=int, default=1_000_000, help="training sample for IVF/PQ factories")
+    parser.add_argument(
+        "--train-size", type=int, default=1_000_000, help="training sample for IVF/PQ factories"
+    )
     parser.add_argument("--keep-embeddings", action="store_true", help="keep the fp16 shards after the build")
-    parser.add_argument("--cache-dir", default=None, help="where the converted corpus goes (default: the cache dir)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="where the converted corpus goes (default: the cache dir)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,11 +184,23 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "bm25":
         build_bm25(corpus, output)
     else:
-        config = EncoderConfig(model=args.encoder, pooling=args.pooling, query_prefix=args.query_prefix,
-                               passage_prefix=args.passage_prefix, max_length=args.max_length,
-                               normalize=not args.no_normalize)
+        config = EncoderConfig(
+            model=args.encoder,
+            pooling=args.pooling,
+            query_prefix=args.query_prefix,
+            passage_prefix=args.passage_prefix,
+            max_length=args.max_length,
+            normalize=not args.no_normalize,
+        )
         encoder = Encoder(config, device=args.device, fp16=not args.no_fp16, batch_size=args.batch_size)
-        build_dense(corpus, encoder, output, factory=args.factory, shard_size=args.shard_size,
-                    train_size=args.train_size, keep_embeddings=args.keep_embeddings)
+        build_dense(
+            corpus,
+            encoder,
+            output,
+            factory=args.factory,
+            shard_size=args.shard_size,
+            train_size=args.train_size,
+            keep_embeddings=args.keep_embeddings,
+        )
     print(f"wrote {args.kind} index of {len(corpus)} passages to {output}")
     return 0

@@ -9,8 +9,10 @@ builds a multi-GB Arrow cache on the first start. Here the JSONL is streamed onc
     meta.json      passage count, source file identity, content fingerprint, format version
 
 Loading maps the files and reads `meta.json`; a lookup slices the map and decodes only the passages
-asked for. Row order is the JSONL line order, which is the row order of the faiss index built over
-it (Search-R1's `e5_Flat.index` included).
+asked for. `passages` gathers the offsets of a whole response in one numpy call and slices an
+`mmap` (about 1 µs a passage; slicing an `np.memmap` built a memmap object per slice, 9 µs). Row
+order is the JSONL line order, which is the row order of the faiss index built over it (Search-R1's
+`e5_Flat.index` included).
 
 Input rows have `id` and `contents` (`"Title"\\ntext`), or `title` and `text` (then `contents` is
 written as `"title"\\ntext`, the wiki-18 convention).
@@ -22,9 +24,10 @@ import gzip
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +120,9 @@ def _write_store(source: Path, tmp: Path, show_progress: bool) -> dict:
         (tmp / "contents.bin").open("wb") as contents_out,
         (tmp / "ids.bin").open("wb") as ids_out,
     ):
-        for line_no, line in enumerate(tqdm(lines, desc="corpus", unit=" lines", disable=not show_progress), 1):
+        for line_no, line in enumerate(
+            tqdm(lines, desc="corpus", unit=" lines", disable=not show_progress), 1
+        ):
             if not line.strip():
                 continue
             try:
@@ -157,12 +162,15 @@ class CorpusStore:
             raise CorpusError(f"{directory} is not a converted corpus (no {META_FILE}); pass the JSONL file")
         meta = json.loads(meta_path.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise CorpusError(f"{directory}: corpus format {meta.get('format_version')}, expected {FORMAT_VERSION}; "
-                              "delete the directory so it is converted again")
+            raise CorpusError(
+                f"{directory}: corpus format {meta.get('format_version')}, expected {FORMAT_VERSION}; "
+                "delete the directory so it is converted again"
+            )
         self.directory = directory
         self.fingerprint: str = meta["fingerprint"]
-        self._offsets = np.load(directory / "offsets.npy", mmap_mode="r")
-        self._id_offsets = np.load(directory / "id_offsets.npy", mmap_mode="r")
+        # plain ndarray views of the maps: indexing them skips np.memmap's Python-level __getitem__
+        self._offsets = np.asarray(np.load(directory / "offsets.npy", mmap_mode="r"))
+        self._id_offsets = np.asarray(np.load(directory / "id_offsets.npy", mmap_mode="r"))
         self._contents = _map_bytes(directory / "contents.bin")
         self._ids = _map_bytes(directory / "ids.bin")
         self.size = int(meta["num_passages"])
@@ -184,17 +192,37 @@ class CorpusStore:
         return self.size
 
     def contents(self, position: int) -> str:
-        start, end = int(self._offsets[position]), int(self._offsets[position + 1])
-        return bytes(self._contents[start:end]).decode()
+        start, end = self._offsets[position : position + 2].tolist()
+        return self._contents[start:end].decode()
 
     def passage_id(self, position: int) -> str:
-        start, end = int(self._id_offsets[position]), int(self._id_offsets[position + 1])
-        return bytes(self._ids[start:end]).decode()
+        start, end = self._id_offsets[position : position + 2].tolist()
+        return self._ids[start:end].decode()
 
     def passage(self, position: int) -> Passage:
-        contents = self.contents(position)
-        title, text = split_contents(contents)
-        return Passage(id=self.passage_id(position), contents=contents, title=title, text=text)
+        return self.passages([position])[0]
+
+    def passages(self, positions: Sequence[int]) -> list[Passage]:
+        """The passages at `positions` (corpus rows), in order."""
+        rows = _rows(positions)
+        starts, ends = self._offsets[rows].tolist(), self._offsets[rows + 1].tolist()
+        ids = self.passage_ids(rows)
+        out = []
+        for passage_id, start, end in zip(ids, starts, ends, strict=True):
+            contents = self._contents[start:end].decode()
+            out.append(Passage(passage_id, contents, *split_contents(contents)))
+        return out
+
+    def passage_ids(self, positions: Sequence[int] | np.ndarray) -> list[str]:
+        """The ids of the passages at `positions` (corpus rows), in order."""
+        rows = _rows(positions)
+        ids = self._ids
+        return [
+            ids[start:end].decode()
+            for start, end in zip(
+                self._id_offsets[rows].tolist(), self._id_offsets[rows + 1].tolist(), strict=True
+            )
+        ]
 
     def iter_contents(self, start: int = 0, stop: int | None = None) -> Iterator[str]:
         """Contents of rows [start, stop) in order (index building)."""
@@ -202,8 +230,17 @@ class CorpusStore:
             yield self.contents(position)
 
 
-def _map_bytes(path: Path) -> np.ndarray:
-    """A read-only byte map of `path` (an empty array for an empty file, which mmap refuses)."""
+def _rows(positions: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Positions as an int64 array; a negative one (an index's "no hit") would wrap around, so refuse it."""
+    rows = np.asarray(positions, dtype=np.int64)
+    if rows.size and rows.min() < 0:
+        raise IndexError(f"corpus positions must be >= 0, got {rows.min()}")
+    return rows
+
+
+def _map_bytes(path: Path) -> mmap.mmap | bytes:
+    """A read-only map of `path`, sliced into bytes (b"" for an empty file, which mmap refuses)."""
     if path.stat().st_size == 0:
-        return np.zeros(0, dtype=np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r")
+        return b""
+    with path.open("rb") as file:
+        return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)  # the map outlives the file object

@@ -30,8 +30,14 @@ def minilm_path() -> str:
 
 def demo_encoder_config() -> EncoderConfig:
     """sentence-transformers all-MiniLM-L6-v2: mean pooling, L2 norm, no prefixes, 256 tokens."""
-    return EncoderConfig(model=minilm_path(), pooling="mean", query_prefix="", passage_prefix="",
-                         max_length=256, normalize=True)
+    return EncoderConfig(
+        model=minilm_path(),
+        pooling="mean",
+        query_prefix="",
+        passage_prefix="",
+        max_length=256,
+        normalize=True,
+    )
 
 
 def prepare_demo(settings: Settings) -> Settings:
@@ -44,7 +50,9 @@ def prepare_demo(settings: Settings) -> Settings:
         raise FileNotFoundError(f"the sample corpus {SAMPLE_CORPUS} is missing from this checkout")
     corpus = CorpusStore.open(SAMPLE_CORPUS, settings.cache_dir)
     config = demo_encoder_config()
-    encoder_key = hashlib.blake2b(json.dumps(config.identity(), sort_keys=True).encode(), digest_size=6).hexdigest()
+    encoder_key = hashlib.blake2b(
+        json.dumps(config.identity(), sort_keys=True).encode(), digest_size=6
+    ).hexdigest()
     root = Path(settings.cache_dir).expanduser() / "demo" / f"{corpus.fingerprint[:12]}-{encoder_key}"
     dense, bm25 = root / "dense", root / "bm25"
     if not (dense / PARAMS_FILE).is_file():
@@ -53,7 +61,16 @@ def prepare_demo(settings: Settings) -> Settings:
         build_dense(corpus, encoder, dense, shard_size=len(corpus), show_progress=False)
     if not (bm25 / PARAMS_FILE).is_file():
         build_bm25(corpus, bm25, show_progress=False)
-    return replace(settings, corpus=str(corpus.directory), dense_index=str(dense), bm25_index=str(bm25),
-                   retriever=settings.retriever if settings.retriever != ["dense"] else ["dense", "bm25"],
-                   encoder=config.model, pooling=config.pooling, query_prefix=config.query_prefix,
-                   passage_prefix=config.passage_prefix, max_length=config.max_length, normalize=config.normalize)
+    return replace(
+        settings,
+        corpus=str(corpus.directory),
+        dense_index=str(dense),
+        bm25_index=str(bm25),
+        retriever=settings.retriever if settings.retriever != ["dense"] else ["dense", "bm25"],
+        encoder=config.model,
+        pooling=config.pooling,
+        query_prefix=config.query_prefix,
+        passage_prefix=config.passage_prefix,
+        max_length=config.max_length,
+        normalize=config.normalize,
+    )

@@ -55,7 +55,9 @@ def place(index, placement: Placement):
     if not placement.gpus:
         return index
     if not hasattr(faiss, "GpuMultipleClonerOptions"):
-        raise RuntimeError("gpus were requested but this faiss has no GPU support: install a CUDA build of faiss")
+        raise RuntimeError(
+            "gpus were requested but this faiss has no GPU support: install a CUDA build of faiss"
+        )
     available = faiss.get_num_gpus()
     bad = [gpu for gpu in placement.gpus if not 0 <= gpu < available]
     if bad:
@@ -86,8 +88,10 @@ class DenseRetriever:
         import faiss
 
         if index.d != encoder.dim:
-            raise IndexMismatch(f"the index holds {index.d}-d vectors but encoder {encoder.config.model} "
-                                f"makes {encoder.dim}-d ones: serve it with the encoder it was built with")
+            raise IndexMismatch(
+                f"the index holds {index.d}-d vectors but encoder {encoder.config.model} "
+                f"makes {encoder.dim}-d ones: serve it with the encoder it was built with"
+            )
         self.encoder = encoder
         self.index = index
         self.identity = identity_key
@@ -99,20 +103,42 @@ class DenseRetriever:
                 space.set_index_parameter(index, name, value)
 
     @classmethod
-    def load(cls, path: Path, encoder: Encoder, corpus_size: int, corpus_fingerprint: str,
-             placement: Placement = Placement(), ef_search: int = 128, nprobe: int = 64) -> DenseRetriever:
+    def load(
+        cls,
+        path: Path,
+        encoder: Encoder,
+        corpus_size: int,
+        corpus_fingerprint: str,
+        placement: Placement = Placement(),
+        ef_search: int = 128,
+        nprobe: int = 64,
+    ) -> DenseRetriever:
         """Load and check an index directory, or a bare faiss file (checked by size and dimension only)."""
         if path.is_dir():
             params = read_params(path)
-            check_params(path, params, kind="dense", corpus_size=corpus_size, corpus_fingerprint=corpus_fingerprint,
-                         encoder=encoder.config.identity())
+            check_params(
+                path,
+                params,
+                kind="dense",
+                corpus_size=corpus_size,
+                corpus_fingerprint=corpus_fingerprint,
+                encoder=encoder.config.identity(),
+            )
             key = identity(params)
         else:
-            key = identity({"file": str(path.resolve()), "size": path.stat().st_size, "encoder": encoder.config.identity()})
+            key = identity(
+                {
+                    "file": str(path.resolve()),
+                    "size": path.stat().st_size,
+                    "encoder": encoder.config.identity(),
+                }
+            )
         index = load_faiss_index(path)
         if index.ntotal != corpus_size:
-            raise IndexMismatch(f"{path} holds {index.ntotal} vectors but the corpus has {corpus_size} passages: "
-                                "serve it with the corpus it was built from")
+            raise IndexMismatch(
+                f"{path} holds {index.ntotal} vectors but the corpus has {corpus_size} passages: "
+                "serve it with the corpus it was built from"
+            )
         logger.info("dense index %s: %d vectors, dim %d", path, index.ntotal, index.d)
         return cls(encoder, place(index, placement), key, ef_search, nprobe)
 

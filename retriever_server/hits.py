@@ -35,7 +35,9 @@ class SearchResults:
         )
 
     @classmethod
-    def from_index(cls, positions: np.ndarray, scores: np.ndarray, timings_ms: dict[str, float]) -> SearchResults:
+    def from_index(
+        cls, positions: np.ndarray, scores: np.ndarray, timings_ms: dict[str, float]
+    ) -> SearchResults:
         """Normalise raw index output: int64/float32, and -inf score wherever the position is missing."""
         positions = np.ascontiguousarray(positions, dtype=np.int64)
         scores = np.array(scores, dtype=np.float32)

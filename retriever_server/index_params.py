@@ -40,14 +40,23 @@ def identity(params: dict) -> str:
     return hashlib.blake2b(json.dumps(params, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
-def check_params(directory: Path, params: dict, *, kind: str, corpus_size: int, corpus_fingerprint: str,
-                 encoder: dict | None = None) -> None:
+def check_params(
+    directory: Path,
+    params: dict,
+    *,
+    kind: str,
+    corpus_size: int,
+    corpus_fingerprint: str,
+    encoder: dict | None = None,
+) -> None:
     """Raise IndexMismatch listing every difference between the index and what it is served with."""
     problems = []
     if params.get("kind") != kind:
         problems.append(f"it is a {params.get('kind')!r} index, served as {kind!r}")
     if params.get("builder_version") != BUILDER_VERSION:
-        problems.append(f"builder version {params.get('builder_version')}, this server reads {BUILDER_VERSION}")
+        problems.append(
+            f"builder version {params.get('builder_version')}, this server reads {BUILDER_VERSION}"
+        )
     if params.get("corpus_size") != corpus_size or params.get("corpus_fingerprint") != corpus_fingerprint:
         problems.append(
             f"built over a corpus of {params.get('corpus_size')} passages (fingerprint "
@@ -60,6 +69,7 @@ def check_params(directory: Path, params: dict, *, kind: str, corpus_size: int, 
                 problems.append(f"encoder {key}={built.get(key)!r} at build time, {value!r} now")
     if problems:
         raise IndexMismatch(
-            f"index {directory} does not match: " + "; ".join(problems)
+            f"index {directory} does not match: "
+            + "; ".join(problems)
             + ". Serve it with the corpus and encoder settings it was built with, or rebuild it with build-index."
         )

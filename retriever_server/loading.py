@@ -42,13 +42,27 @@ def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
             from retriever_server.dense import DenseRetriever, Placement
             from retriever_server.encoder import Encoder, EncoderConfig
 
-            config = EncoderConfig(model=settings.encoder, pooling=settings.pooling, query_prefix=settings.query_prefix,
-                                   passage_prefix=settings.passage_prefix, max_length=settings.max_length,
-                                   normalize=settings.normalize)
-            encoder = Encoder(config, device=settings.device, fp16=settings.fp16, batch_size=settings.max_batch_queries)
+            config = EncoderConfig(
+                model=settings.encoder,
+                pooling=settings.pooling,
+                query_prefix=settings.query_prefix,
+                passage_prefix=settings.passage_prefix,
+                max_length=settings.max_length,
+                normalize=settings.normalize,
+            )
+            encoder = Encoder(
+                config, device=settings.device, fp16=settings.fp16, batch_size=settings.max_batch_queries
+            )
             placement = Placement(tuple(settings.gpus), settings.gpu_shard, settings.gpu_fp16)
-            retrievers[name] = DenseRetriever.load(Path(settings.dense_index), encoder, len(corpus), corpus.fingerprint,
-                                                   placement, settings.ef_search, settings.nprobe)
+            retrievers[name] = DenseRetriever.load(
+                Path(settings.dense_index),
+                encoder,
+                len(corpus),
+                corpus.fingerprint,
+                placement,
+                settings.ef_search,
+                settings.nprobe,
+            )
             encoder_name = settings.encoder
         else:
             from retriever_server.bm25 import BM25Retriever
@@ -60,5 +74,7 @@ def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
     engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
     squeezer = build_squeezer(settings, SqueezerResources(encoder=encoder, engine=engine, metrics=metrics))
     metrics.corpus_passages.set(len(corpus))
-    logger.info("serving %s over %d passages (squeezer: %s)", list(retrievers), len(corpus), settings.squeezer)
+    logger.info(
+        "serving %s over %d passages (squeezer: %s)", list(retrievers), len(corpus), settings.squeezer
+    )
     return SearchService(settings, corpus, retrievers, squeezer, metrics, encoder_name, engine=engine)

@@ -96,7 +96,9 @@ def hf_source(path: str | Path, cache_dir: str | Path | None = None) -> str:
     return str(directory)
 
 
-def load_causal_lm(path: str | Path, device: str | None = None, dtype=None, cache_dir: str | Path | None = None):
+def load_causal_lm(
+    path: str | Path, device: str | None = None, dtype=None, cache_dir: str | Path | None = None
+):
     """(model, tokenizer) in eval mode on `device` ("auto"/None: the first GPU, else the CPU).
 
     Args:

@@ -28,26 +28,50 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, serve_args: list[str], timeout_s: float = 300, env: dict | None = None):
+    def __init__(
+        self,
+        serve_args: list[str],
+        timeout_s: float = 300,
+        env: dict | None = None,
+        wait: bool = True,
+        cwd: Path = REPO_ROOT,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "retriever_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   *serve_args]
+        command = [
+            sys.executable,
+            "-m",
+            "retriever_server",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *serve_args,
+        ]
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop); a pipe nobody reads could block it
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
-                                        stdout=self.log, stderr=self.log, text=True)
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=self.log, text=True
+        )
+        if wait:
+            self.wait_ready(timeout_s)
+
+    def wait_ready(self, timeout_s: float = 300) -> None:
+        """Return once /health says ok; raise (and stop the server) if it exits or takes longer."""
         try:
-            self._wait_ready(timeout_s)
-        except BaseException:  # Ctrl-C or SIGTERM while it starts: no orphan either
+            self._poll_health(timeout_s)
+        except BaseException:  # also Ctrl-C or SIGTERM while it starts: no orphan either
             self.stop()
             raise
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def _poll_health(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.log.seek(0)
-                raise RuntimeError(f"the server exited with {self.process.returncode}: {self.log.read()[-3000:]}")
+                raise RuntimeError(
+                    f"the server exited with {self.process.returncode}: {self.log.read()[-3000:]}"
+                )
             try:
                 if httpx.get(self.url + "/health", timeout=5).status_code == 200:
                     return

@@ -112,16 +112,29 @@ def query_errors(queries: list[str], settings: Settings, field: str = "queries")
     if not queries:
         errors.append(_error([field], f"{field}: at least one query is required", "too_short"))
     if len(queries) > settings.max_queries:
-        errors.append(_error([field], f"{field}: {len(queries)} queries; the limit is max_queries={settings.max_queries}",
-                             "too_long"))
+        errors.append(
+            _error(
+                [field],
+                f"{field}: {len(queries)} queries; the limit is max_queries={settings.max_queries}",
+                "too_long",
+            )
+        )
     for i, query in enumerate(queries):
         if not query.strip():
             errors.append(_error([field, i], f"{field}[{i}]: the query is empty or white space"))
         elif not _is_unicode(query):
-            errors.append(_error([field, i], f"{field}[{i}]: the query is not valid Unicode (lone surrogate)"))
+            errors.append(
+                _error([field, i], f"{field}[{i}]: the query is not valid Unicode (lone surrogate)")
+            )
         elif len(query) > settings.max_query_chars:
-            errors.append(_error([field, i], f"{field}[{i}]: {len(query)} characters; the limit is "
-                                             f"max_query_chars={settings.max_query_chars}", "too_long"))
+            errors.append(
+                _error(
+                    [field, i],
+                    f"{field}[{i}]: {len(query)} characters; the limit is "
+                    f"max_query_chars={settings.max_query_chars}",
+                    "too_long",
+                )
+            )
     return errors
 
 
@@ -130,26 +143,45 @@ def limit_errors(request: RetrieveRequest | SearchRequest | SqueezeRequest, sett
     errors = query_errors(request.queries, settings)
     topk = getattr(request, "topk", None)
     if topk is not None and not 1 <= topk <= settings.max_topk:
-        errors.append(_error(["topk"], f"topk: {topk} is out of range; it must be 1..max_topk={settings.max_topk}"))
+        errors.append(
+            _error(["topk"], f"topk: {topk} is out of range; it must be 1..max_topk={settings.max_topk}")
+        )
     max_documents = getattr(request, "max_documents", None)
     if max_documents is not None and max_documents < 1:
-        errors.append(_error(["max_documents"], f"max_documents: {max_documents} must be >= 1 (or null: no cap)"))
+        errors.append(
+            _error(["max_documents"], f"max_documents: {max_documents} must be >= 1 (or null: no cap)")
+        )
     question = request.question if isinstance(request, SearchRequest | SqueezeRequest) else None
     if question is not None and not _is_unicode(question):
         errors.append(_error(["question"], "question: not valid Unicode (lone surrogate)"))
     if question is not None and len(question) > settings.max_query_chars:
-        errors.append(_error(["question"], f"question: {len(question)} characters; the limit is "
-                                           f"max_query_chars={settings.max_query_chars}", "too_long"))
+        errors.append(
+            _error(
+                ["question"],
+                f"question: {len(question)} characters; the limit is "
+                f"max_query_chars={settings.max_query_chars}",
+                "too_long",
+            )
+        )
     if isinstance(request, SqueezeRequest):
         limit = settings.max_queries * settings.max_topk
         if not request.documents:
             errors.append(_error(["documents"], "documents: at least one document is required", "too_short"))
         if len(request.documents) > limit:
-            errors.append(_error(["documents"], f"documents: {len(request.documents)}; the limit is "
-                                                f"max_queries*max_topk={limit}", "too_long"))
+            errors.append(
+                _error(
+                    ["documents"],
+                    f"documents: {len(request.documents)}; the limit is max_queries*max_topk={limit}",
+                    "too_long",
+                )
+            )
         for i, document in enumerate(request.documents):
             for name in ("title", "text"):
                 if not _is_unicode(getattr(document, name)):
-                    errors.append(_error(["documents", i, name],
-                                         f"documents[{i}].{name}: not valid Unicode (lone surrogate)"))
+                    errors.append(
+                        _error(
+                            ["documents", i, name],
+                            f"documents[{i}].{name}: not valid Unicode (lone surrogate)",
+                        )
+                    )
     return errors

@@ -3,7 +3,7 @@
 No FastAPI here: handlers validate, call these coroutines, and map errors to status codes.
 
 `/search` runs, for all variants of one turn:
-  1. normalise the queries; answer what the LRU cache holds;
+  1. normalise the queries; answer what the LRU cache holds, and wait for identical queries in flight;
   2. send the rest to the retriever's micro-batcher (one engine batch with other requests' queries);
   3. fuse the per-variant top-k lists into one de-duplicated list (`fusion.fuse`);
   4. squeeze the fused passages when asked (`squeezer.Squeezer`; a failure degrades to passages; with
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from retriever_server.batching import MicroBatcher, Retriever
-from retriever_server.cache import QueryCache, normalize_query
+from retriever_server.cache import QueryCache, Row, normalize_query
 from retriever_server.corpus import CorpusStore, Passage
 from retriever_server.fusion import fuse
 from retriever_server.hits import SearchResults
@@ -40,9 +40,16 @@ def _ms(seconds: float) -> float:
 
 
 class SearchService:
-    def __init__(self, settings: Settings, corpus: CorpusStore, retrievers: dict[str, Retriever],
-                 squeezer: Squeezer, metrics: ServerMetrics, encoder_name: str | None = None,
-                 engine: ThreadPoolExecutor | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        corpus: CorpusStore,
+        retrievers: dict[str, Retriever],
+        squeezer: Squeezer,
+        metrics: ServerMetrics,
+        encoder_name: str | None = None,
+        engine: ThreadPoolExecutor | None = None,
+    ):
         self.settings = settings
         self.corpus = corpus
         self.retrievers = retrievers
@@ -51,13 +58,20 @@ class SearchService:
         self.metrics = metrics
         self.encoder_name = encoder_name
         self.cache = QueryCache(settings.cache_size)
+        self.in_flight: dict[tuple[str, int, str], asyncio.Future] = {}  # (query, k, index) being computed
+        self._computing: set[asyncio.Task] = set()
         # the one thread that owns the encoder and the indexes (the extractive squeezer borrows it too)
         self.engine = engine or ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
         self.batchers = {
             name: MicroBatcher(
-                retriever, self.engine, enabled=settings.batching, max_batch_queries=settings.max_batch_queries,
+                retriever,
+                self.engine,
+                enabled=settings.batching,
+                max_batch_queries=settings.max_batch_queries,
                 max_wait_ms=settings.max_wait_ms,
-                on_batch=lambda n_req, n_q, res, name=name: metrics.record_batch(name, n_req, n_q, res.timings_ms),
+                on_batch=lambda n_req, n_q, res, name=name: metrics.record_batch(
+                    name, n_req, n_q, res.timings_ms
+                ),
             )
             for name, retriever in retrievers.items()
         }
@@ -76,73 +90,136 @@ class SearchService:
         if name is None:
             return self.default_retriever
         if name not in self.retrievers:
-            raise UnknownRetriever(f"retriever {name!r} is not served here; this server serves {list(self.retrievers)}")
+            raise UnknownRetriever(
+                f"retriever {name!r} is not served here; this server serves {list(self.retrievers)}"
+            )
         return name
 
     async def lookup(self, queries: list[str], k: int, retriever: str) -> tuple[SearchResults, bool]:
-        """Top-k rows of every query, in order; the bool says all came from the cache."""
+        """Top-k rows of every query, in order; the bool says this request sent no query to the engine.
+
+        With the cache on, a query whose twin is already being computed (GRPO's rollouts of one prompt
+        arrive together, before the first copy's row is cached) waits for that twin instead of being
+        computed again, and counts as a cache hit.
+        """
         identity = self.retrievers[retriever].identity
         normalized = [normalize_query(query) for query in queries]
-        rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        rows: dict[str, Row] = {}
+        waiting: dict[str, asyncio.Future] = {}
         missing = []
         for query in dict.fromkeys(normalized):
             row = self.cache.get(query, k, identity)
-            if row is None:
-                missing.append(query)
+            if row is not None:
+                rows[query] = row
+            elif (twin := self.in_flight.get((query, k, identity))) is not None:
+                waiting[query] = twin
             else:
-                rows[query] = row
+                missing.append(query)
         self.metrics.queries.labels(retriever).inc(len(queries))
-        self.metrics.cache_hits.inc(len(rows))
+        self.metrics.cache_hits.inc(len(rows) + len(waiting))
+        self.metrics.in_flight_joins.inc(len(waiting))
         self.metrics.cache_misses.inc(len(missing))
-        timings = {"encode": 0.0, "search": 0.0}
         if missing:
-            results = await self.batchers[retriever].search(missing, k)
-            timings = results.timings_ms
-            for i, query in enumerate(missing):
-                row = (results.positions[i].copy(), results.scores[i].copy())
-                rows[query] = row
-                self.cache.put(query, k, identity, row)
+            waiting.update(self._compute(missing, k, retriever, identity))
+        timings = {"encode": 0.0, "search": 0.0}
+        for query, future in waiting.items():
+            rows[query], batch_timings = await asyncio.shield(
+                future
+            )  # a cancelled request leaves it to the others
+            timings = {stage: max(ms, batch_timings.get(stage, 0.0)) for stage, ms in timings.items()}
         positions = np.stack([rows[query][0] for query in normalized])
         scores = np.stack([rows[query][1] for query in normalized])
         return SearchResults(positions, scores, timings), not missing
 
-    def document(self, position: int) -> dict:
-        passage = self.corpus.passage(position)
-        return {"id": passage.id, "contents": passage.contents, "title": passage.title, "text": passage.text}
+    def _compute(
+        self, queries: list[str], k: int, retriever: str, identity: str
+    ) -> dict[str, asyncio.Future]:
+        """Send `queries` to the batcher in a task of their own; each future resolves to (row, batch timings).
+
+        The task outlives the request that started it, so the requests that joined its queries get
+        their rows even if that one is cancelled. With the cache off nothing is shared.
+        """
+        loop = asyncio.get_running_loop()
+        futures = {query: loop.create_future() for query in queries}
+        share = self.cache.capacity > 0
+        if share:
+            self.in_flight.update(((query, k, identity), future) for query, future in futures.items())
+
+        def settle(batch: asyncio.Task) -> None:
+            error = None if batch.cancelled() else batch.exception()
+            for i, (query, future) in enumerate(futures.items()):
+                if share:
+                    del self.in_flight[(query, k, identity)]
+                if batch.cancelled():
+                    future.cancel()
+                elif error is not None:
+                    future.set_exception(error)
+                    future.exception()  # retrieved: the waiting requests re-raise it, nobody else should log it
+                else:
+                    results = batch.result()
+                    row = (results.positions[i].copy(), results.scores[i].copy())
+                    self.cache.put(query, k, identity, row)
+                    future.set_result((row, results.timings_ms))
+
+        task = loop.create_task(self.batchers[retriever].search(queries, k))
+        self._computing.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._computing.discard)
+        task.add_done_callback(settle)
+        return futures
 
     async def retrieve(self, queries: list[str], k: int, return_scores: bool, retriever: str | None) -> dict:
         """Search-R1's /retrieve: one list per query; items are {document, score} or bare documents."""
         results, _ = await self.lookup(queries, k, self.pick(retriever))
         result = []
         for positions, scores in zip(results.positions.tolist(), results.scores.tolist(), strict=True):
-            documents = []
-            for position, score in zip(positions, scores, strict=True):
-                if position < 0:
-                    break
-                document = self.document(position)
-                documents.append({"document": document, "score": score} if return_scores else document)
-            result.append(documents)
+            found = [position for position in positions if position >= 0]
+            documents = [
+                {"id": p.id, "contents": p.contents, "title": p.title, "text": p.text}
+                for p in self.corpus.passages(found)
+            ]
+            result.append(
+                [
+                    {"document": document, "score": score}
+                    for document, score in zip(documents, scores[: len(documents)], strict=True)
+                ]
+                if return_scores
+                else documents
+            )
         return {"result": result}
 
-    async def search(self, queries: list[str], k: int, question: str | None, squeeze: bool | None,
-                     max_documents: int | None, retriever: str | None) -> dict:
+    async def search(
+        self,
+        queries: list[str],
+        k: int,
+        question: str | None,
+        squeeze: bool | None,
+        max_documents: int | None,
+        retriever: str | None,
+    ) -> dict:
         """ExpandSearch's /search: all variants of a turn fused, de-duplicated, optionally squeezed."""
         started = time.perf_counter()
         results, cached = await self.lookup(queries, k, self.pick(retriever))  # steps 1-2
         fused = fuse(results, self.settings.fusion, self.settings.rrf_k)  # step 3
         if max_documents is not None:
             fused = fused[:max_documents]
-        documents = []
-        for hit in fused:
-            passage = self.corpus.passage(hit.position)
-            documents.append({"id": passage.id, "title": passage.title, "text": passage.text,
-                              "score": hit.score, "query_hits": hit.query_hits})
-        per_query = [[self.corpus.passage_id(p) for p in row if p >= 0] for row in results.positions.tolist()]
+        documents = [
+            {
+                "id": passage.id,
+                "title": passage.title,
+                "text": passage.text,
+                "score": hit.score,
+                "query_hits": hit.query_hits,
+            }
+            for hit, passage in zip(fused, self.corpus.passages([hit.position for hit in fused]), strict=True)
+        ]
+        per_query = [self.corpus.passage_ids(row[row >= 0]) for row in results.positions]
         summary, squeeze_error, squeeze_ms = None, None, 0.0
         wanted = self.settings.squeeze_default if squeeze is None else squeeze
         if wanted and documents and self.squeezer.name != NONE:  # step 4
             squeeze_started = time.perf_counter()
-            passages = [Passage(d["id"], f'"{d["title"]}"\n{d["text"]}', d["title"], d["text"]) for d in documents]
+            passages = [
+                Passage(d["id"], f'"{d["title"]}"\n{d["text"]}', d["title"], d["text"]) for d in documents
+            ]
             summary, squeeze_error = await self._squeeze(queries, passages, question)
             squeeze_ms = _ms(time.perf_counter() - squeeze_started)
         return {
@@ -152,13 +229,17 @@ class SearchService:
             "squeezed": summary is not None,
             "squeeze_error": squeeze_error,
             "cached": cached,
-            "timings_ms": {"encode": round(results.timings_ms.get("encode", 0.0), 3),
-                           "search": round(results.timings_ms.get("search", 0.0), 3),
-                           "squeeze": squeeze_ms, "total": _ms(time.perf_counter() - started)},
+            "timings_ms": {
+                "encode": round(results.timings_ms.get("encode", 0.0), 3),
+                "search": round(results.timings_ms.get("search", 0.0), 3),
+                "squeeze": squeeze_ms,
+                "total": _ms(time.perf_counter() - started),
+            },
         }
 
-    async def _squeeze(self, queries: list[str], passages: list[Passage], question: str | None
-                       ) -> tuple[str | None, str | None]:
+    async def _squeeze(
+        self, queries: list[str], passages: list[Passage], question: str | None
+    ) -> tuple[str | None, str | None]:
         """(summary, None) or (None, reason): the rollout degrades to passages, it never fails."""
         timeout = self.settings.squeeze_timeout_s
         try:
@@ -174,10 +255,21 @@ class SearchService:
     async def squeeze(self, queries: list[str], passages: list[Passage], question: str | None) -> dict:
         """/squeeze: the backend's summary (`none`: the passages themselves); raises what the backend raises."""
         started = time.perf_counter()
-        summary = await asyncio.wait_for(self.squeezer.squeeze(queries, passages, question),
-                                         self.settings.squeeze_timeout_s)
-        return {"summary": summary, "backend": self.squeezer.name, "timings_ms": {"total": _ms(time.perf_counter() - started)}}
+        summary = await asyncio.wait_for(
+            self.squeezer.squeeze(queries, passages, question), self.settings.squeeze_timeout_s
+        )
+        return {
+            "summary": summary,
+            "backend": self.squeezer.name,
+            "timings_ms": {"total": _ms(time.perf_counter() - started)},
+        }
 
     def health(self) -> dict:
-        return {"status": "ok", "corpus_size": len(self.corpus), "retriever": self.default_retriever,
-                "retrievers": list(self.retrievers), "encoder": self.encoder_name, "squeezer": self.squeezer.name}
+        return {
+            "status": "ok",
+            "corpus_size": len(self.corpus),
+            "retriever": self.default_retriever,
+            "retrievers": list(self.retrievers),
+            "encoder": self.encoder_name,
+            "squeezer": self.squeezer.name,
+        }

@@ -11,8 +11,33 @@ import json
 import random
 from pathlib import Path
 
-_SYLLABLES = ("al", "bar", "cor", "dun", "el", "fen", "gar", "hol", "is", "jor", "kel", "lun", "mor", "nor",
-              "ost", "pel", "quin", "ros", "sel", "tor", "ul", "ver", "wic", "yar", "zen")
+_SYLLABLES = (
+    "al",
+    "bar",
+    "cor",
+    "dun",
+    "el",
+    "fen",
+    "gar",
+    "hol",
+    "is",
+    "jor",
+    "kel",
+    "lun",
+    "mor",
+    "nor",
+    "ost",
+    "pel",
+    "quin",
+    "ros",
+    "sel",
+    "tor",
+    "ul",
+    "ver",
+    "wic",
+    "yar",
+    "zen",
+)
 _EXPORTS = ("wool", "copper", "salt", "timber", "glass", "cheese", "silk", "tin", "barley", "amber")
 _KINDS = ("market town", "river port", "hill village", "mining town", "fishing harbour", "cathedral city")
 
@@ -30,9 +55,11 @@ def town_name(i: int) -> str:
 def passage(i: int) -> dict:
     rng = random.Random(i)
     name, founder = town_name(i), town_name(i + 7919).capitalize() + " " + town_name(i + 104729)
-    text = (f"{name} is a {rng.choice(_KINDS)} on the river {town_name(i + 31337)}. It was founded in "
-            f"{rng.randint(900, 1900)} by {founder}. Its main export is {rng.choice(_EXPORTS)}, and it has about "
-            f"{rng.randint(1, 900) * 100} inhabitants. The {name} fair is held every spring in the old square.")
+    text = (
+        f"{name} is a {rng.choice(_KINDS)} on the river {town_name(i + 31337)}. It was founded in "
+        f"{rng.randint(900, 1900)} by {founder}. Its main export is {rng.choice(_EXPORTS)}, and it has about "
+        f"{rng.randint(1, 900) * 100} inhabitants. The {name} fair is held every spring in the old square."
+    )
     return {"id": str(i), "contents": f'"{name}"\n{text}'}
 
 
@@ -42,6 +69,17 @@ def write_synthetic_corpus(path: Path, n_passages: int) -> Path:
         for i in range(n_passages):
             out.write(json.dumps(passage(i)) + "\n")
     return path
+
+
+def synthetic_store(workdir: Path, n_passages: int):
+    """The CorpusStore of `n_passages` synthetic passages, written and converted once under `workdir`."""
+    from retriever_server.corpus import CorpusStore
+
+    root = workdir / f"synthetic-{n_passages}"
+    corpus_file = root / "corpus.jsonl"
+    if not corpus_file.is_file():
+        write_synthetic_corpus(corpus_file, n_passages)
+    return CorpusStore.open(corpus_file, root / "cache")
 
 
 def query_variants(i: int) -> list[str]:

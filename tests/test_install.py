@@ -83,9 +83,10 @@ def test_module_cli_help(module: str):
     assert "usage:" in out.stdout
 
 
-def test_lint_is_clean():
-    """`ruff check` over the whole checkout: style drift fails CI, not review."""
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_is_clean(command: list[str]):
+    """`ruff check` and `ruff format --check` over the whole checkout: style drift fails CI, not review."""
     out = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", str(REPO_ROOT)], capture_output=True, text=True
+        [sys.executable, "-m", "ruff", *command, str(REPO_ROOT)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr

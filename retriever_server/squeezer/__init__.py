@@ -93,7 +93,10 @@ def _extractive(settings, resources: SqueezerResources) -> Squeezer:
 
 
 SQUEEZERS: dict[str, Callable[[object, SqueezerResources], Squeezer]] = {
-    NONE: _none, "openai": _openai, "hf": _hf, "extractive": _extractive,
+    NONE: _none,
+    "openai": _openai,
+    "hf": _hf,
+    "extractive": _extractive,
 }
 
 
@@ -108,6 +111,11 @@ def build_squeezer(settings, resources: SqueezerResources | None = None) -> Sque
     from retriever_server.squeezer.cache import CachedSqueezer, SqueezeCache
 
     cache = SqueezeCache(settings.squeezer_cache_size, settings.squeezer_cache_db)
-    identity = {"backend": squeezer.name, "model": squeezer.model, "prompt": getattr(squeezer, "prompt_id", ""),
-                "max_tokens": settings.squeezer_max_tokens, "context_tokens": settings.squeezer_context_tokens}
+    identity = {
+        "backend": squeezer.name,
+        "model": squeezer.model,
+        "prompt": getattr(squeezer, "prompt_id", ""),
+        "max_tokens": settings.squeezer_max_tokens,
+        "context_tokens": settings.squeezer_context_tokens,
+    }
     return CachedSqueezer(squeezer, cache, identity, resources.metrics)

@@ -40,12 +40,54 @@ import httpx
 from retriever_server.squeezer.context import format_passages, select_passages, unique_passages
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data_prep" / "samples"
-STOPWORDS = frozenset({
-    "a", "an", "the", "of", "in", "on", "at", "to", "for", "by", "with", "from", "and", "or", "is", "was",
-    "were", "are", "be", "been", "did", "do", "does", "what", "which", "who", "whom", "whose", "when",
-    "where", "why", "how", "that", "this", "these", "those", "as", "it", "its", "into", "than", "then",
-    "there", "their",
-})
+STOPWORDS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "by",
+        "with",
+        "from",
+        "and",
+        "or",
+        "is",
+        "was",
+        "were",
+        "are",
+        "be",
+        "been",
+        "did",
+        "do",
+        "does",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "when",
+        "where",
+        "why",
+        "how",
+        "that",
+        "this",
+        "these",
+        "those",
+        "as",
+        "it",
+        "its",
+        "into",
+        "than",
+        "then",
+        "there",
+        "their",
+    }
+)
 TOPK = 10
 
 
@@ -57,8 +99,12 @@ def variants(question: str) -> list[str]:
 def sample_turns(n: int) -> list[tuple[str, list[str]]]:
     import json
 
-    rows = [json.loads(line) for path in sorted(SAMPLES.glob("*/*.jsonl")) for line in path.read_text().splitlines()
-            if line.strip()]
+    rows = [
+        json.loads(line)
+        for path in sorted(SAMPLES.glob("*/*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     step = max(1, len(rows) // n)  # spread over the seven datasets
     return [(row["question"], variants(row["question"])) for row in rows[::step][:n]]
 
@@ -75,14 +121,18 @@ def retrieve(turns, topk: int = TOPK):
 
     settings = prepare_demo(Settings(demo=True))
     corpus = CorpusStore.open(settings.corpus, settings.cache_dir)
-    config = EncoderConfig(model=settings.encoder, pooling=settings.pooling, query_prefix="", passage_prefix="")
+    config = EncoderConfig(
+        model=settings.encoder, pooling=settings.pooling, query_prefix="", passage_prefix=""
+    )
     encoder = Encoder(config, device="cpu", batch_size=64)
     retriever = DenseRetriever.load(Path(settings.dense_index), encoder, len(corpus), corpus.fingerprint)
     out = []
     for question, queries in turns:
         results = retriever.search(queries, topk)
         raw = [corpus.passage(p) for row in results.positions.tolist() for p in row if p >= 0]
-        fused = [corpus.passage(hit.position) for hit in fuse(SearchResults(results.positions, results.scores))]
+        fused = [
+            corpus.passage(hit.position) for hit in fuse(SearchResults(results.positions, results.scores))
+        ]
         out.append((queries, question, raw, fused))
     return encoder, out
 
@@ -96,7 +146,14 @@ def bench_context(encoder, turns, count, context_tokens: int) -> dict:
 
     engine = ThreadPoolExecutor(max_workers=1)
     extractive = ExtractiveSqueezer(encoder, engine, max_tokens=512, context_tokens=context_tokens)
-    rows = {"raw": [], "unique": [], "budget": [], "extractive": [], "passages_raw": [], "passages_unique": []}
+    rows = {
+        "raw": [],
+        "unique": [],
+        "budget": [],
+        "extractive": [],
+        "passages_raw": [],
+        "passages_unique": [],
+    }
     started = time.perf_counter()
     for queries, question, raw, fused in turns:
         rows["passages_raw"].append(len(raw))
@@ -132,8 +189,12 @@ def bench_hf(turns, n: int, context_tokens: int, max_new_tokens: int) -> dict:
     chat = HFChat(model, tokenizer, name="smollm2", max_new_tokens=max_new_tokens, batch_size=n)
     template = PromptTemplate.load()
     turns = turns[:n]
-    prompts = [chat.prompt_text(template.render(q, question, select_passages(fused, context_tokens, chat.count_tokens)))
-               for q, question, _, fused in turns]
+    prompts = [
+        chat.prompt_text(
+            template.render(q, question, select_passages(fused, context_tokens, chat.count_tokens))
+        )
+        for q, question, _, fused in turns
+    ]
     prompt_tokens = chat.count_tokens(prompts)
     chat.generate(prompts[:1])  # warm up
     summaries: list[str] = []
@@ -141,11 +202,27 @@ def bench_hf(turns, n: int, context_tokens: int, max_new_tokens: int) -> dict:
     if n > 1:
         ceiling[n // 2] = _generate_rps(chat, prompts, n // 2)
     best = max(ceiling, key=ceiling.get)  # the server gets the best batch size, as one would tune it
-    bodies = [{"queries": q, "question": question, "documents": [{"title": p.title, "text": p.text} for p in fused]}
-              for q, question, _, fused in turns]
-    serve = ["--demo", "--squeezer", "hf", "--squeezer-model", directory, "--squeezer-max-tokens", str(max_new_tokens),
-             "--squeezer-context-tokens", str(context_tokens), "--squeezer-batch-size", str(best),
-             "--squeezer-cache-size", "0", "--squeeze-timeout-s", "3600"]
+    bodies = [
+        {"queries": q, "question": question, "documents": [{"title": p.title, "text": p.text} for p in fused]}
+        for q, question, _, fused in turns
+    ]
+    serve = [
+        "--demo",
+        "--squeezer",
+        "hf",
+        "--squeezer-model",
+        directory,
+        "--squeezer-max-tokens",
+        str(max_new_tokens),
+        "--squeezer-context-tokens",
+        str(context_tokens),
+        "--squeezer-batch-size",
+        str(best),
+        "--squeezer-cache-size",
+        "0",
+        "--squeeze-timeout-s",
+        "3600",
+    ]
     with ServerProcess(serve, timeout_s=900) as server:
         asyncio.run(_post_all(server.url, bodies[:1]))  # warm up
         served_s = asyncio.run(_post_all(server.url, bodies))
@@ -153,9 +230,17 @@ def bench_hf(turns, n: int, context_tokens: int, max_new_tokens: int) -> dict:
     batches = _sample(metrics, "retriever_squeezer_batch_requests_count") - 1
     print(f"hf served: {n / served_s:.4f} req/s in {batches:.0f} batch(es)", file=sys.stderr, flush=True)
     single = _generate_rps(chat, prompts, 1)
-    return {"n": n, "prompt_tokens": _mean(prompt_tokens), "summary_tokens": _mean(chat.count_tokens(summaries)),
-            "ceiling": ceiling, "ceiling_rps": ceiling[best], "best_batch": best, "served_rps": n / served_s,
-            "single_rps": single, "served_batches": batches}
+    return {
+        "n": n,
+        "prompt_tokens": _mean(prompt_tokens),
+        "summary_tokens": _mean(chat.count_tokens(summaries)),
+        "ceiling": ceiling,
+        "ceiling_rps": ceiling[best],
+        "best_batch": best,
+        "served_rps": n / served_s,
+        "single_rps": single,
+        "served_batches": batches,
+    }
 
 
 def _generate_rps(chat, prompts: list[str], batch: int, summaries: list | None = None) -> float:
@@ -164,7 +249,9 @@ def _generate_rps(chat, prompts: list[str], batch: int, summaries: list | None =
     for start in range(0, len(prompts), batch):
         (summaries if summaries is not None else []).extend(chat.generate(prompts[start : start + batch]))
     rps = len(prompts) / (time.perf_counter() - started)
-    print(f"hf in-process, batch {batch}: {rps:.4f} req/s", file=sys.stderr, flush=True)  # progress: the run is long
+    print(
+        f"hf in-process, batch {batch}: {rps:.4f} req/s", file=sys.stderr, flush=True
+    )  # progress: the run is long
     return rps
 
 
@@ -188,8 +275,13 @@ async def _openai_latencies(url: str, messages: list[dict], sequential: int, con
     throughput = concurrent / (time.perf_counter() - started)
     await chat.aclose()
     latencies.sort()
-    return {"p50_ms": latencies[len(latencies) // 2], "p95_ms": latencies[int(len(latencies) * 0.95)],
-            "p99_ms": latencies[int(len(latencies) * 0.99)], "rps_64": throughput, "n": sequential}
+    return {
+        "p50_ms": latencies[len(latencies) // 2],
+        "p95_ms": latencies[int(len(latencies) * 0.95)],
+        "p99_ms": latencies[int(len(latencies) * 0.99)],
+        "rps_64": throughput,
+        "n": sequential,
+    }
 
 
 def bench_openai(turn, context_tokens: int, sequential: int) -> dict:
@@ -199,7 +291,9 @@ def bench_openai(turn, context_tokens: int, sequential: int) -> dict:
     queries, question, _, fused = turn
     messages = PromptTemplate.load().render(queries, question, select_passages(fused, context_tokens))
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "retriever_server.squeezer.scripted_server", "--port", str(port)])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "retriever_server.squeezer.scripted_server", "--port", str(port)]
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 60
@@ -238,28 +332,44 @@ def main(argv: list[str] | None = None) -> int:
     encoder, turns = retrieve(sample_turns(max(args.turns, args.hf_requests)))
     if "context" in parts:
         c = bench_context(encoder, turns[: args.turns], count, args.context_tokens)
-        print(f"\n{args.turns} turns, 3 variants x topk {TOPK}: {c['passages_raw']:.1f} passages, "
-              f"{c['passages_unique']:.1f} unique; extractive {c['extractive_ms']:.0f} ms per turn\n")
+        print(
+            f"\n{args.turns} turns, 3 variants x topk {TOPK}: {c['passages_raw']:.1f} passages, "
+            f"{c['passages_unique']:.1f} unique; extractive {c['extractive_ms']:.0f} ms per turn\n"
+        )
         print(f"| raw concatenation | de-duplicated | budget {args.context_tokens} | extractive (512) |")
         print("|---|---|---|---|")
-        print(f"| {c['raw']:.0f} | {c['unique']:.0f} ({c['unique'] / c['raw']:.2f}x) | {c['budget']:.0f} | "
-              f"{c['extractive']:.0f} ({c['extractive'] / c['raw']:.2f}x) |")
+        print(
+            f"| {c['raw']:.0f} | {c['unique']:.0f} ({c['unique'] / c['raw']:.2f}x) | {c['budget']:.0f} | "
+            f"{c['extractive']:.0f} ({c['extractive'] / c['raw']:.2f}x) |"
+        )
     if "openai" in parts:
         o = bench_openai(turns[0], args.context_tokens, args.openai_requests)
-        print(f"\nopenai backend vs an instant local server ({o['prompt_bytes']} prompt bytes, {o['n']} requests):\n")
+        print(
+            f"\nopenai backend vs an instant local server ({o['prompt_bytes']} prompt bytes, {o['n']} requests):\n"
+        )
         print("| p50 ms | p95 ms | p99 ms | requests/s at 64 in flight |\n|---|---|---|---|")
         print(f"| {o['p50_ms']:.2f} | {o['p95_ms']:.2f} | {o['p99_ms']:.2f} | {o['rps_64']:.0f} |")
     if "hf" in parts:
         h = bench_hf(turns, args.hf_requests, args.hf_context_tokens, args.hf_max_new_tokens)
-        print(f"\nhf SmolLM2-135M on CPU: {h['n']} requests, {h['prompt_tokens']:.0f} prompt tokens, "
-              f"{h['summary_tokens']:.0f} summary tokens on average; served with --squeezer-batch-size "
-              f"{h['best_batch']} in {h['served_batches']:.0f} batches\n")
+        print(
+            f"\nhf SmolLM2-135M on CPU: {h['n']} requests, {h['prompt_tokens']:.0f} prompt tokens, "
+            f"{h['summary_tokens']:.0f} summary tokens on average; served with --squeezer-batch-size "
+            f"{h['best_batch']} in {h['served_batches']:.0f} batches\n"
+        )
         sizes = sorted(h["ceiling"], reverse=True)
-        print("| " + " | ".join(f"in-process batch {b}" for b in sizes) + " | served, concurrent | served / ceiling "
-              "(best batch) | one at a time |")
+        print(
+            "| "
+            + " | ".join(f"in-process batch {b}" for b in sizes)
+            + " | served, concurrent | served / ceiling "
+            "(best batch) | one at a time |"
+        )
         print("|---" * (len(sizes) + 3) + "|")
-        print("| " + " | ".join(f"{h['ceiling'][b]:.4f} req/s" for b in sizes) + f" | {h['served_rps']:.4f} req/s | "
-              f"{h['served_rps'] / h['ceiling_rps']:.2f} | {h['single_rps']:.4f} req/s |")
+        print(
+            "| "
+            + " | ".join(f"{h['ceiling'][b]:.4f} req/s" for b in sizes)
+            + f" | {h['served_rps']:.4f} req/s | "
+            f"{h['served_rps'] / h['ceiling_rps']:.2f} | {h['single_rps']:.4f} req/s |"
+        )
     return 0
 
 

@@ -38,7 +38,12 @@ def passage_digest(passage: Passage) -> str:
 
 def squeeze_key(identity: str, queries: list[str], question: str | None, documents: list[Passage]) -> str:
     """A hex key for one squeeze; `identity` is the JSON of backend, model, prompt and budgets."""
-    parts = [identity, [normalize_query(q) for q in queries], question, [passage_digest(d) for d in documents]]
+    parts = [
+        identity,
+        [normalize_query(q) for q in queries],
+        question,
+        [passage_digest(d) for d in documents],
+    ]
     return hashlib.blake2b(json.dumps(parts, ensure_ascii=False).encode(), digest_size=20).hexdigest()
 
 
@@ -55,8 +60,10 @@ class SqliteStore:
         db = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")  # several server replicas may share one file
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("CREATE TABLE IF NOT EXISTS squeezes (key TEXT PRIMARY KEY, summary TEXT NOT NULL, "
-                   "identity TEXT NOT NULL, created REAL NOT NULL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS squeezes (key TEXT PRIMARY KEY, summary TEXT NOT NULL, "
+            "identity TEXT NOT NULL, created REAL NOT NULL)"
+        )
         db.commit()
         return db
 
@@ -65,7 +72,9 @@ class SqliteStore:
         return None if row is None else row[0]
 
     def _put(self, key: str, summary: str, identity: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO squeezes VALUES (?, ?, ?, ?)", (key, summary, identity, time.time()))
+        self._db.execute(
+            "INSERT OR REPLACE INTO squeezes VALUES (?, ?, ?, ?)", (key, summary, identity, time.time())
+        )
         self._db.commit()
 
     async def get(self, key: str) -> str | None:
@@ -156,7 +165,9 @@ class CachedSqueezer:
                 flight.task.cancel()
                 self._forget(key, flight)
 
-    async def _compute(self, key: str, queries: list[str], documents: list[Passage], question: str | None) -> str:
+    async def _compute(
+        self, key: str, queries: list[str], documents: list[Passage], question: str | None
+    ) -> str:
         started = time.perf_counter()
         try:
             summary = await self.inner.squeeze(queries, documents, question)

@@ -64,7 +64,9 @@ def _cut_to(passage: Passage, tokens: int, budget: int) -> Passage:
     return Passage(passage.id, f'"{passage.title}"\n{text}', passage.title, text)
 
 
-def select_passages(passages: list[Passage], budget: int, count: TokenCounter = estimate_tokens) -> list[Passage]:
+def select_passages(
+    passages: list[Passage], budget: int, count: TokenCounter = estimate_tokens
+) -> list[Passage]:
     """The unique passages, in order, that fit in `budget` tokens once formatted (whole passages only)."""
     unique = unique_passages(passages)
     sizes = count([format_passage(i, passage) for i, passage in enumerate(unique, 1)])

@@ -53,8 +53,16 @@ class ExtractiveSqueezer:
 
     name = "extractive"
 
-    def __init__(self, encoder, engine, *, max_tokens: int = 512, context_tokens: int = 4096,
-                 count_tokens: TokenCounter | None = None, cache_passages: int = 8192):
+    def __init__(
+        self,
+        encoder,
+        engine,
+        *,
+        max_tokens: int = 512,
+        context_tokens: int = 4096,
+        count_tokens: TokenCounter | None = None,
+        cache_passages: int = 8192,
+    ):
         self.encoder = encoder
         self.engine = engine
         self.model = encoder.config.model
@@ -70,10 +78,16 @@ class ExtractiveSqueezer:
         rows = [self.encoder.encode(queries, is_query=True), self.encoder.encode(sentences, is_query=False)]
         return tuple(row / np.maximum(np.linalg.norm(row, axis=1, keepdims=True), 1e-12) for row in rows)
 
-    async def _split_and_embed(self, targets: list[str], passages: list[Passage]) -> tuple[np.ndarray, list[_Split]]:
+    async def _split_and_embed(
+        self, targets: list[str], passages: list[Passage]
+    ) -> tuple[np.ndarray, list[_Split]]:
         """Query rows and every passage's sentences; only passages not seen lately are encoded."""
         keys = [passage_digest(passage) for passage in passages]
-        missing = {key: split_sentences(p.text) for key, p in zip(keys, passages, strict=True) if key not in self._seen}
+        missing = {
+            key: split_sentences(p.text)
+            for key, p in zip(keys, passages, strict=True)
+            if key not in self._seen
+        }
         flat = [sentence for sentences in missing.values() for sentence in sentences]
         loop = asyncio.get_running_loop()
         query_rows, rows = await loop.run_in_executor(self.engine, self._embed, targets, flat)
@@ -119,8 +133,10 @@ class ExtractiveSqueezer:
         by_passage: dict[int, list[int]] = {}
         for i in sorted(taken):  # 5
             by_passage.setdefault(where[i], []).append(i)
-        return "\n".join(f"{passages[p].title}: " + " ".join(sentences[i] for i in rows)
-                         for p, rows in sorted(by_passage.items()))
+        return "\n".join(
+            f"{passages[p].title}: " + " ".join(sentences[i] for i in rows)
+            for p, rows in sorted(by_passage.items())
+        )
 
     async def aclose(self) -> None:
         return None
@@ -128,6 +144,12 @@ class ExtractiveSqueezer:
 
 def build_extractive_squeezer(settings, resources: SqueezerResources) -> ExtractiveSqueezer:
     if resources.encoder is None or resources.engine is None:
-        raise ValueError("squeezer=extractive uses the dense retriever's encoder: serve --retriever dense (or dense,bm25)")
-    return ExtractiveSqueezer(resources.encoder, resources.engine, max_tokens=settings.squeezer_max_tokens,
-                              context_tokens=settings.squeezer_context_tokens)
+        raise ValueError(
+            "squeezer=extractive uses the dense retriever's encoder: serve --retriever dense (or dense,bm25)"
+        )
+    return ExtractiveSqueezer(
+        resources.encoder,
+        resources.engine,
+        max_tokens=settings.squeezer_max_tokens,
+        context_tokens=settings.squeezer_context_tokens,
+    )

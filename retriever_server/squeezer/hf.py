@@ -47,15 +47,28 @@ class _AllAbandoned:
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        return torch.full((input_ids.shape[0],), all(f.done() for f in self.futures), dtype=torch.bool,
-                          device=input_ids.device)
+        return torch.full(
+            (input_ids.shape[0],),
+            all(f.done() for f in self.futures),
+            dtype=torch.bool,
+            device=input_ids.device,
+        )
 
 
 class HFChat:
     """Batched greedy chat completions from a local model; `complete` may be called concurrently."""
 
-    def __init__(self, model, tokenizer, *, name: str, max_new_tokens: int = 512, batch_size: int = 16,
-                 max_wait_ms: float = 5.0, metrics=None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        name: str,
+        max_new_tokens: int = 512,
+        batch_size: int = 16,
+        max_wait_ms: float = 5.0,
+        metrics=None,
+    ):
         self.lm = model
         self.tokenizer = tokenizer
         self.model = name
@@ -70,7 +83,9 @@ class HFChat:
         if tokenizer.pad_token_id is None:  # SmolLM2's GGUF tokenizer has none: pad with EOS (masked anyway)
             eos = self.eos_token_id
             tokenizer.pad_token_id = eos[0] if isinstance(eos, list) else eos
-        self.max_prompt_tokens = int(getattr(model.config, "max_position_embeddings", 1 << 30)) - max_new_tokens
+        self.max_prompt_tokens = (
+            int(getattr(model.config, "max_position_embeddings", 1 << 30)) - max_new_tokens
+        )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="squeezer-hf")
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
@@ -108,7 +123,9 @@ class HFChat:
                 continue
             futures = [pending.future for pending in batch]
             try:
-                summaries = await loop.run_in_executor(self._thread, self.generate, [p.prompt for p in batch], futures)
+                summaries = await loop.run_in_executor(
+                    self._thread, self.generate, [p.prompt for p in batch], futures
+                )
             except Exception as exc:  # the batch failed: its callers get the error, the worker lives on
                 logger.exception("squeezer batch of %d failed", len(batch))
                 summaries = [exc] * len(batch)
@@ -118,11 +135,15 @@ class HFChat:
                 if future.done():
                     continue
                 if isinstance(summary, Exception):
-                    future.set_exception(SqueezeError(f"generation failed: {type(summary).__name__}: {summary}"))
+                    future.set_exception(
+                        SqueezeError(f"generation failed: {type(summary).__name__}: {summary}")
+                    )
                 else:
                     future.set_result(summary)
 
-    def generate(self, prompts: list[str], futures: list[asyncio.Future] | None = None) -> list[str | Exception]:
+    def generate(
+        self, prompts: list[str], futures: list[asyncio.Future] | None = None
+    ) -> list[str | Exception]:
         """Greedy completions of `prompts` in one left-padded batch (in the model's thread)."""
         import torch
         from transformers import StoppingCriteriaList
@@ -134,26 +155,44 @@ class HFChat:
             return [self._too_long(n) for n in lengths]
         if any(too_long):  # run the others; the long ones fail alone
             keep = [i for i, bad in enumerate(too_long) if not bad]
-            done = iter(self.generate([prompts[i] for i in keep], [futures[i] for i in keep] if futures else None))
-            return [self._too_long(n) if bad else next(done) for n, bad in zip(lengths, too_long, strict=True)]
+            done = iter(
+                self.generate([prompts[i] for i in keep], [futures[i] for i in keep] if futures else None)
+            )
+            return [
+                self._too_long(n) if bad else next(done) for n, bad in zip(lengths, too_long, strict=True)
+            ]
         encoded = encoded.to(self.lm.device)
         stopping = StoppingCriteriaList([_AllAbandoned(futures)]) if futures else None
         with torch.inference_mode():
-            output = self.lm.generate(**encoded, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      temperature=None, top_p=None, top_k=None, eos_token_id=self.eos_token_id,
-                                      pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=stopping)
-        return self.tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+            output = self.lm.generate(
+                **encoded,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                stopping_criteria=stopping,
+            )
+        return self.tokenizer.batch_decode(
+            output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
+        )
 
     def _too_long(self, n_tokens: int) -> SqueezeError:
-        return SqueezeError(f"the prompt has {n_tokens} tokens; the model takes {self.max_prompt_tokens} "
-                            f"besides the {self.max_new_tokens} it generates: lower --squeezer-context-tokens")
+        return SqueezeError(
+            f"the prompt has {n_tokens} tokens; the model takes {self.max_prompt_tokens} "
+            f"besides the {self.max_new_tokens} it generates: lower --squeezer-context-tokens"
+        )
 
     async def aclose(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        self._thread.shutdown(wait=False, cancel_futures=True)  # never block the event loop on a running batch
+        self._thread.shutdown(
+            wait=False, cancel_futures=True
+        )  # never block the event loop on a running batch
 
 
 def build_hf_squeezer(settings, resources: SqueezerResources) -> LLMSqueezer:
@@ -161,11 +200,25 @@ def build_hf_squeezer(settings, resources: SqueezerResources) -> LLMSqueezer:
 
     name = settings.squeezer_model or (DEMO_MODEL if settings.demo else None)
     if not name:
-        raise ValueError("squeezer_model: required for squeezer=hf (an HF directory, a .gguf file, or smollm2)")
+        raise ValueError(
+            "squeezer_model: required for squeezer=hf (an HF directory, a .gguf file, or smollm2)"
+        )
     model, tokenizer = load_causal_lm(name, device=settings.squeezer_device, cache_dir=settings.cache_dir)
-    chat = HFChat(model, tokenizer, name=name, max_new_tokens=settings.squeezer_max_tokens,
-                  batch_size=settings.squeezer_batch_size, max_wait_ms=settings.squeezer_batch_wait_ms,
-                  metrics=resources.metrics)
-    chat.lm.generate(**tokenizer(["warm up"], return_tensors="pt").to(chat.lm.device), max_new_tokens=1,
-                     do_sample=False, pad_token_id=tokenizer.pad_token_id)  # lazy initialisation before "ok"
-    return LLMSqueezer("hf", chat, PromptTemplate.load(settings.squeezer_prompt), settings.squeezer_context_tokens)
+    chat = HFChat(
+        model,
+        tokenizer,
+        name=name,
+        max_new_tokens=settings.squeezer_max_tokens,
+        batch_size=settings.squeezer_batch_size,
+        max_wait_ms=settings.squeezer_batch_wait_ms,
+        metrics=resources.metrics,
+    )
+    chat.lm.generate(
+        **tokenizer(["warm up"], return_tensors="pt").to(chat.lm.device),
+        max_new_tokens=1,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # lazy initialisation before "ok"
+    return LLMSqueezer(
+        "hf", chat, PromptTemplate.load(settings.squeezer_prompt), settings.squeezer_context_tokens
+    )

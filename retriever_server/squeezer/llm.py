@@ -1,9 +1,9 @@
 """A squeezer that asks a chat LLM: context -> prompt -> completion (shared by `openai` and `hf`).
 
-    1. keep the unique passages, best first, that fit `--squeezer-context-tokens` (context.py);
-    2. render the system and user messages from the prompt file (prompt.py);
-    3. ask the chat model for at most `--squeezer-max-tokens` tokens, greedily (temperature 0);
-    4. an empty answer is a failure (the caller falls back to the passages), not a summary.
+1. keep the unique passages, best first, that fit `--squeezer-context-tokens` (context.py);
+2. render the system and user messages from the prompt file (prompt.py);
+3. ask the chat model for at most `--squeezer-max-tokens` tokens, greedily (temperature 0);
+4. an empty answer is a failure (the caller falls back to the passages), not a summary.
 """
 
 from __future__ import annotations

@@ -72,9 +72,20 @@ def parse_completion(status: int, payload: bytes) -> str:
 class OpenAIChat:
     """A chat model behind an OpenAI-compatible `/chat/completions` endpoint."""
 
-    def __init__(self, url: str, model: str, *, api_key: str | None = None, max_tokens: int = 512,
-                 concurrency: int = 64, timeout_s: float = 20.0, retries: int = 3, backoff_s: float = 0.5,
-                 count_tokens: TokenCounter = estimate_tokens, metrics=None):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        max_tokens: int = 512,
+        concurrency: int = 64,
+        timeout_s: float = 20.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        count_tokens: TokenCounter = estimate_tokens,
+        metrics=None,
+    ):
         self.url = url.rstrip("/")
         self.model = model
         self.max_tokens = max_tokens
@@ -86,13 +97,22 @@ class OpenAIChat:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self.client = httpx.AsyncClient(headers=headers, limits=limits,
-                                        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)))
+        self.client = httpx.AsyncClient(
+            headers=headers, limits=limits, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        )
         self.slots = asyncio.Semaphore(concurrency)
 
     async def complete(self, messages: list[dict]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
-                           "temperature": 0.0, "stream": False}, ensure_ascii=False).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": messages,
+                "max_tokens": self.max_tokens,
+                "temperature": 0.0,
+                "stream": False,
+            },
+            ensure_ascii=False,
+        ).encode()
         attempt = 0
         while True:
             try:
@@ -100,7 +120,9 @@ class OpenAIChat:
                     return await self._attempt(body)
             except _Retryable as failure:
                 if attempt >= self.retries:
-                    raise SqueezeError(f"{self.url}: {failure} (gave up after {attempt + 1} attempts)") from None
+                    raise SqueezeError(
+                        f"{self.url}: {failure} (gave up after {attempt + 1} attempts)"
+                    ) from None
                 if self.metrics is not None:
                     self.metrics.squeezer_retries.labels(failure.cause).inc()
                 delay = backoff_delay(attempt, self.backoff_s, failure.retry_after)
@@ -132,7 +154,9 @@ def api_key_from_env(name: str | None) -> str | None:
         return None
     key = os.environ.get(name)
     if not key:
-        raise ValueError(f"squeezer_api_key_env: the environment variable {name} is not set (export {name}=...)")
+        raise ValueError(
+            f"squeezer_api_key_env: the environment variable {name} is not set (export {name}=...)"
+        )
     return key
 
 
@@ -142,9 +166,18 @@ def build_openai_squeezer(settings, resources: SqueezerResources) -> LLMSqueezer
         from transformers import AutoTokenizer
 
         counter = tokenizer_counter(AutoTokenizer.from_pretrained(settings.squeezer_tokenizer))
-    chat = OpenAIChat(settings.squeezer_url, settings.squeezer_model or DEFAULT_MODEL,
-                      api_key=api_key_from_env(settings.squeezer_api_key_env),
-                      max_tokens=settings.squeezer_max_tokens, concurrency=settings.squeezer_concurrency,
-                      timeout_s=settings.squeezer_request_timeout_s, retries=settings.squeezer_retries,
-                      backoff_s=settings.squeezer_backoff_s, count_tokens=counter, metrics=resources.metrics)
-    return LLMSqueezer("openai", chat, PromptTemplate.load(settings.squeezer_prompt), settings.squeezer_context_tokens)
+    chat = OpenAIChat(
+        settings.squeezer_url,
+        settings.squeezer_model or DEFAULT_MODEL,
+        api_key=api_key_from_env(settings.squeezer_api_key_env),
+        max_tokens=settings.squeezer_max_tokens,
+        concurrency=settings.squeezer_concurrency,
+        timeout_s=settings.squeezer_request_timeout_s,
+        retries=settings.squeezer_retries,
+        backoff_s=settings.squeezer_backoff_s,
+        count_tokens=counter,
+        metrics=resources.metrics,
+    )
+    return LLMSqueezer(
+        "openai", chat, PromptTemplate.load(settings.squeezer_prompt), settings.squeezer_context_tokens
+    )

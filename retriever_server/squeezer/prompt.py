@@ -43,8 +43,10 @@ class PromptTemplate:
         bad = [key for key in KEYS if not isinstance(raw.get(key), str) or not raw[key].strip()]
         unknown = sorted(set(raw) - set(KEYS))
         if bad or unknown:
-            raise ValueError(f"squeezer_prompt: {file} needs non-empty string keys {list(KEYS)}; "
-                             f"missing or empty: {bad}; unknown: {unknown}")
+            raise ValueError(
+                f"squeezer_prompt: {file} needs non-empty string keys {list(KEYS)}; "
+                f"missing or empty: {bad}; unknown: {unknown}"
+            )
         template = cls(str(raw["version"]), raw["system"], raw["user"], str(file))
         template.render(["a query"], "a question", [Passage("1", '"Title"\ntext', "Title", "text")])
         return template
@@ -63,7 +65,9 @@ class PromptTemplate:
             "queries": queries,
             "question": question,
             "passages": format_passages(passages),
-            "documents": [{"index": i, "id": p.id, "title": p.title, "text": p.text} for i, p in enumerate(passages, 1)],
+            "documents": [
+                {"index": i, "id": p.id, "title": p.title, "text": p.text} for i, p in enumerate(passages, 1)
+            ],
         }
         try:
             system, user = (_compiled(text).render(values).strip() for text in (self.system, self.user))

@@ -45,7 +45,12 @@ def check_request(body: object) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty list"
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant", "tool"):
+        if not isinstance(message, dict) or message.get("role") not in (
+            "system",
+            "user",
+            "assistant",
+            "tool",
+        ):
             return f"messages[{i}]: needs a role of system, user, assistant or tool"
         if not isinstance(message.get("content"), str):
             return f"messages[{i}].content must be a string"
@@ -88,7 +93,11 @@ class ScriptedChatServer:
         if action == "429":
             return _error(429, "rate limit reached", "rate_limit_error", {"retry-after": "0"})
         if action in ("500", "400"):
-            return _error(int(action), f"scripted {action}", "server_error" if action == "500" else "invalid_request_error")
+            return _error(
+                int(action),
+                f"scripted {action}",
+                "server_error" if action == "500" else "invalid_request_error",
+            )
         if action == "malformed":
             return 200, {}, b'{"id": "chatcmpl-x", "choices": [{"message": {"content": "cut off'
         if action == "slow":
@@ -96,12 +105,23 @@ class ScriptedChatServer:
         content = "" if action == "empty" else summary_of(body["messages"])
         prompt_tokens = sum(len(m["content"]) // 4 for m in body["messages"])
         answer = {
-            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop",
-                         "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
-                      "total_tokens": prompt_tokens + len(content) // 4},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(content) // 4,
+                "total_tokens": prompt_tokens + len(content) // 4,
+            },
         }
         return 200, {}, json.dumps(answer).encode()
 
@@ -117,11 +137,17 @@ class ScriptedChatServer:
         if method == "POST" and path.endswith("/chat/completions"):
             status, headers, body = await self._chat(payload)
         elif method == "GET" and path.endswith("/models"):
-            models = {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "tests"}]}
+            models = {
+                "object": "list",
+                "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "tests"}],
+            }
             status, headers, body = 200, {}, json.dumps(models).encode()
         else:
             status, headers, body = _error(404, f"no route {method} {scope['path']}", "not_found_error")
-        raw_headers = [(b"content-type", b"application/json"), *((k.encode(), v.encode()) for k, v in headers.items())]
+        raw_headers = [
+            (b"content-type", b"application/json"),
+            *((k.encode(), v.encode()) for k, v in headers.items()),
+        ]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -133,8 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args(argv)
-    uvicorn.run(ScriptedChatServer(record=False), host=args.host, port=args.port, log_level="warning",
-                access_log=False, lifespan="off")
+    uvicorn.run(
+        ScriptedChatServer(record=False),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,13 @@ def run_recipe(tmp_path: Path, env: dict, *args: str) -> list[str]:
     fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
     fake.chmod(0o755)
     clean = {k: v for k, v in os.environ.items() if k not in ("MODEL", "PORT", "TP", "API_KEY", "HOST")}
-    result = subprocess.run(["bash", str(RECIPE), *args], capture_output=True, text=True, check=True,
-                            env={**clean, "PATH": f"{fake.parent}:{os.environ['PATH']}", **env})
+    result = subprocess.run(
+        ["bash", str(RECIPE), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**clean, "PATH": f"{fake.parent}:{os.environ['PATH']}", **env},
+    )
     return result.stdout.splitlines()
 
 
@@ -30,8 +35,12 @@ def test_defaults_serve_llama_3_1_8b_for_the_retriever(tmp_path):
 
 
 def test_environment_toggles_and_extra_flags(tmp_path):
-    argv = run_recipe(tmp_path, {"MODEL": "/models/llama-70b", "TP": "4", "PORT": "9001", "API_KEY": "k"},
-                      "--max-num-batched-tokens", "16384")
+    argv = run_recipe(
+        tmp_path,
+        {"MODEL": "/models/llama-70b", "TP": "4", "PORT": "9001", "API_KEY": "k"},
+        "--max-num-batched-tokens",
+        "16384",
+    )
     assert argv[1] == "/models/llama-70b"
     assert argv[argv.index("--tensor-parallel-size") + 1] == "4" and argv[argv.index("--port") + 1] == "9001"
     assert argv[argv.index("--api-key") + 1] == "k" and argv[-2:] == ["--max-num-batched-tokens", "16384"]

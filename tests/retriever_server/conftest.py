@@ -47,10 +47,19 @@ def synthetic_indexes(tmp_path_factory, minilm_encoder) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def base_settings(synthetic_indexes, minilm_path) -> Settings:
     config = minilm_config(minilm_path)
-    return Settings(corpus=str(synthetic_indexes["corpus"]), dense_index=str(synthetic_indexes["dense"]),
-                    bm25_index=str(synthetic_indexes["bm25"]), retriever=["dense", "bm25"],
-                    cache_dir=str(synthetic_indexes["cache"]), encoder=config.model, query_prefix="",
-                    passage_prefix="", torch_threads=1, faiss_threads=1, cache_size=0)
+    return Settings(
+        corpus=str(synthetic_indexes["corpus"]),
+        dense_index=str(synthetic_indexes["dense"]),
+        bm25_index=str(synthetic_indexes["bm25"]),
+        retriever=["dense", "bm25"],
+        cache_dir=str(synthetic_indexes["cache"]),
+        encoder=config.model,
+        query_prefix="",
+        passage_prefix="",
+        torch_threads=1,
+        faiss_threads=1,
+        cache_size=0,
+    )
 
 
 @contextmanager

@@ -39,7 +39,11 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("route", "body", "field", "limit"), BAD_INPUTS, ids=[f"{r}-{f}-{i}" for i, (r, _, f, _) in enumerate(BAD_INPUTS)])
+@pytest.mark.parametrize(
+    ("route", "body", "field", "limit"),
+    BAD_INPUTS,
+    ids=[f"{r}-{f}-{i}" for i, (r, _, f, _) in enumerate(BAD_INPUTS)],
+)
 def test_bad_input_is_a_422_naming_field_and_limit(server_url, route, body, field, limit):
     response = httpx.post(server_url + route, json=body)
     assert response.status_code == 422, response.text
@@ -59,12 +63,22 @@ def test_lone_surrogate_and_invalid_json(server_url):
     assert response.status_code == 422 and "Unicode" in response.text
     raw = b'{"queries": ["q"], "documents": [{"text": "ok"}, {"title": "a\\ud800b", "text": "x"}]}'
     response = httpx.post(server_url + "/squeeze", content=raw, headers={"content-type": "application/json"})
-    assert response.status_code == 422 and response.json()["detail"][0]["msg"].startswith("documents[1].title: not valid")
-    broken = httpx.post(server_url + "/search", content=b'{"queries": [', headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"][0]["msg"].startswith(
+        "documents[1].title: not valid"
+    )
+    broken = httpx.post(
+        server_url + "/search", content=b'{"queries": [', headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 422 and broken.json()["detail"][0]["msg"].startswith("body: invalid JSON")
-    nan = httpx.post(server_url + "/search", content=b'{"queries": ["q"], "topk": NaN, "max_documents": Infinity}',
-                     headers={"content-type": "application/json"})
-    assert nan.status_code == 422 and {e["msg"].split(":")[0] for e in nan.json()["detail"]} == {"topk", "max_documents"}
+    nan = httpx.post(
+        server_url + "/search",
+        content=b'{"queries": ["q"], "topk": NaN, "max_documents": Infinity}',
+        headers={"content-type": "application/json"},
+    )
+    assert nan.status_code == 422 and {e["msg"].split(":")[0] for e in nan.json()["detail"]} == {
+        "topk",
+        "max_documents",
+    }
 
 
 def test_body_cap(server_url):
@@ -76,25 +90,41 @@ def test_body_cap(server_url):
         for _ in range(200):
             yield b" " * 8192
 
-    streamed = httpx.post(server_url + "/search", content=chunks(), headers={"content-type": "application/json"})
+    streamed = httpx.post(
+        server_url + "/search", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert streamed.status_code == 413
 
 
 def test_unknown_fields_are_ignored_for_old_clients(server_url):
-    response = httpx.post(server_url + "/retrieve", json={"queries": ["salt"], "topk": 2, "return_scores": True,
-                                                          "something_new": {"a": 1}})
+    response = httpx.post(
+        server_url + "/retrieve",
+        json={"queries": ["salt"], "topk": 2, "return_scores": True, "something_new": {"a": 1}},
+    )
     assert response.status_code == 200
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-FIELDS = st.fixed_dictionaries({}, optional={
-    "queries": st.one_of(JSON, st.lists(st.text(max_size=30), max_size=5)),
-    "topk": st.one_of(JSON, st.integers(-5, 200)),
-    "return_scores": JSON, "squeeze": JSON, "max_documents": JSON, "question": JSON,
-    "retriever": st.one_of(JSON, st.sampled_from(["dense", "bm25"])),
-})
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "queries": st.one_of(JSON, st.lists(st.text(max_size=30), max_size=5)),
+        "topk": st.one_of(JSON, st.integers(-5, 200)),
+        "return_scores": JSON,
+        "squeeze": JSON,
+        "max_documents": JSON,
+        "question": JSON,
+        "retriever": st.one_of(JSON, st.sampled_from(["dense", "bm25"])),
+    },
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

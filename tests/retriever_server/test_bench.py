@@ -16,14 +16,57 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_bench_prints_every_table(tmp_path):
     report = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "retriever_server", "bench", "--passages", "2000", "--concurrency", "1,8",
-               "--duration", "1", "--grpo-requests", "40", "--workdir", str(tmp_path), "--json", str(report)]
-    result = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                            capture_output=True, text=True, timeout=900)
+    command = [
+        sys.executable,
+        "-m",
+        "retriever_server",
+        "bench",
+        "--passages",
+        "2000",
+        "--concurrency",
+        "1,8",
+        "--duration",
+        "1",
+        "--rounds",
+        "2",
+        "--grpo-requests",
+        "40",
+        "--grpo-repeats",
+        "1",
+        "--ann-passages",
+        "300",
+        "--workdir",
+        str(tmp_path),
+        "--json",
+        str(report),
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    for heading in ("ceiling (in process, no HTTP)", "| batching | clients | queries/s", "GRPO-like workload",
-                    "cache gain:", "| off | 8 |", "| on | 8 |", "HNSW32 vs Flat"):
+    for heading in (
+        "ceiling (in process, no HTTP)",
+        "| batching | clients | queries/s",
+        "GRPO-like workload",
+        "cache gain",
+        "| off | 8 |",
+        "| on | 8 |",
+        "HNSW32 vs Flat",
+        "CPU per request at",
+        "| synthetic passages, MiniLM, query variants | 300 |",
+    ):
         assert heading in result.stdout, result.stdout
     figures = json.loads(report.read_text())
-    assert [r["concurrency"] for r in figures["served"]["on"]] == [1, 8]
-    assert figures["grpo"]["on"]["cache_hit_rate"] > 0.3 and figures["grpo"]["off"]["cache_hit_rate"] == 0
+    assert [r["concurrency"] for r in figures["served"]["on"]] == [1, 8, 8]  # the reference level, twice
+    on = figures["served"]["on"][1]
+    assert on["ceiling"] > 0 and on["ceiling_cpu_ms_per_query"] > 0 and on["server_engine_cpu_ms"] > 0
+    assert on["client_cpu_ms"] > 0 and on["server_loop_cpu_ms"] > 0
+    assert "served/ceiling at 8 clients: median" in result.stdout
+    (pair,) = figures["grpo"]
+    assert pair["on"]["cache_hit_rate"] > 0.3 and pair["off"]["cache_hit_rate"] == 0
+    assert set(figures["hnsw"]) == {"sample", "minilm", "random"}

@@ -16,9 +16,30 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_command(corpus: Path, output: Path, cache: Path, minilm: Path) -> list[str]:
-    return [sys.executable, "-m", "retriever_server", "build-index", "--corpus", str(corpus), "--output", str(output),
-            "--encoder", str(minilm), "--query-prefix", "", "--passage-prefix", "", "--cache-dir", str(cache),
-            "--shard-size", "10", "--batch-size", "2", "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "retriever_server",
+        "build-index",
+        "--corpus",
+        str(corpus),
+        "--output",
+        str(output),
+        "--encoder",
+        str(minilm),
+        "--query-prefix",
+        "",
+        "--passage-prefix",
+        "",
+        "--cache-dir",
+        str(cache),
+        "--shard-size",
+        "10",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_builder_resumes_after_an_interruption(synthetic_indexes, minilm_path, tmp_path):
@@ -38,7 +59,9 @@ def test_builder_resumes_after_an_interruption(synthetic_indexes, minilm_path, t
     assert 2 <= len(done) < 12 and not (output / "params.json").exists()
     kept_mtime = (shards / "shard_00000.npy").stat().st_mtime_ns
 
-    second = subprocess.run([*command, "--keep-embeddings"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [*command, "--keep-embeddings"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resumed: {len(done)} of 12 shards were already encoded" in second.stderr
     assert "wrote dense index of 120 passages" in second.stdout
@@ -56,5 +79,9 @@ def test_shards_of_another_build_are_not_reused(synthetic_indexes, minilm_path, 
     command = build_command(synthetic_indexes["corpus"], output, synthetic_indexes["cache"], minilm_path)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "error:" in result.stderr and "holds shards of another build" in result.stderr
+    assert (
+        result.returncode == 2
+        and "error:" in result.stderr
+        and "holds shards of another build" in result.stderr
+    )
     assert "Traceback" not in result.stderr

@@ -17,15 +17,22 @@ def write_jsonl(path, rows):
 
 
 def test_both_row_formats_and_unicode(tmp_path):
-    source = write_jsonl(tmp_path / "c.jsonl", [
-        {"id": "0", "contents": '"Zürich"\nZürich is the largest city in Switzerland.\nSecond line.'},
-        {"id": 7, "title": "Hồ Chí Minh", "text": "A leader of Vietnam."},
-        {"contents": '"No id"\nrow without id'},
-    ])
+    source = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"id": "0", "contents": '"Zürich"\nZürich is the largest city in Switzerland.\nSecond line.'},
+            {"id": 7, "title": "Hồ Chí Minh", "text": "A leader of Vietnam."},
+            {"contents": '"No id"\nrow without id'},
+        ],
+    )
     store = CorpusStore.open(source, tmp_path / "cache")
     assert len(store) == 3
     first = store.passage(0)
-    assert (first.id, first.title, first.text) == ("0", "Zürich", "Zürich is the largest city in Switzerland.\nSecond line.")
+    assert (first.id, first.title, first.text) == (
+        "0",
+        "Zürich",
+        "Zürich is the largest city in Switzerland.\nSecond line.",
+    )
     second = store.passage(1)
     assert second.contents == '"Hồ Chí Minh"\nA leader of Vietnam.' and second.id == "7"
     assert store.passage(2).id == "2"  # the row number when a row has no id
@@ -42,7 +49,9 @@ def test_warm_open_reuses_the_conversion_and_a_changed_file_reconverts(tmp_path)
     os.utime(source, ns=(stamp + 10**9, stamp + 10**9))
     changed = CorpusStore.open(source, tmp_path / "cache")
     assert len(changed) == 2 and changed.fingerprint != first.fingerprint
-    assert len(CorpusStore.open(changed.directory, tmp_path / "elsewhere")) == 2  # a converted directory opens as is
+    assert (
+        len(CorpusStore.open(changed.directory, tmp_path / "elsewhere")) == 2
+    )  # a converted directory opens as is
 
 
 def test_gzip_source(tmp_path):
@@ -52,12 +61,15 @@ def test_gzip_source(tmp_path):
     assert CorpusStore.open(path, tmp_path / "cache").passage(0).title == "T"
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", "c.jsonl:2: not valid JSON"),
-    ('["a list"]', "c.jsonl:2: expected a JSON object"),
-    ('{"id": "1", "body": "x"}', "c.jsonl:2: a passage needs 'contents'"),
-    ('{"id": "1", "title": 3, "text": "x"}', "c.jsonl:2: 'title' and 'text' must be strings"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "c.jsonl:2: not valid JSON"),
+        ('["a list"]', "c.jsonl:2: expected a JSON object"),
+        ('{"id": "1", "body": "x"}', "c.jsonl:2: a passage needs 'contents'"),
+        ('{"id": "1", "title": 3, "text": "x"}', "c.jsonl:2: 'title' and 'text' must be strings"),
+    ],
+)
 def test_bad_rows_name_the_line(tmp_path, line, message):
     source = tmp_path / "c.jsonl"
     source.write_text(json.dumps({"id": "0", "contents": '"A"\na'}) + "\n" + line + "\n")

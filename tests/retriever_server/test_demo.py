@@ -18,12 +18,20 @@ def _normalize(text: str) -> str:
 
 def test_demo_serves_dense_and_bm25(demo_retriever_url):
     health = httpx.get(demo_retriever_url + "/health").json()
-    assert health["status"] == "ok" and health["retrievers"] == ["dense", "bm25"] and health["corpus_size"] >= 300
+    assert (
+        health["status"] == "ok"
+        and health["retrievers"] == ["dense", "bm25"]
+        and health["corpus_size"] >= 300
+    )
 
 
 def test_demo_retrieves_the_answers_of_the_sample_questions(demo_retriever_url):
-    rows = [json.loads(line) for path in sorted(SAMPLES.glob("*/*.jsonl")) for line in path.read_text().splitlines()
-            if line.strip()]
+    rows = [
+        json.loads(line)
+        for path in sorted(SAMPLES.glob("*/*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     assert len(rows) >= 100
     found = {"dense": 0, "bm25": 0}
     with httpx.Client(base_url=demo_retriever_url, timeout=60) as client:

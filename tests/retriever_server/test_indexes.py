@@ -39,7 +39,9 @@ def test_a_bare_faiss_file_is_served_as_is(synthetic_indexes, base_settings, ser
 
 def test_mismatches_are_refused_with_the_fix(synthetic_indexes, corpus, minilm_encoder, tmp_path):
     dense = synthetic_indexes["dense"]
-    with pytest.raises(IndexMismatch, match=r"built over a corpus of 120 passages.*rebuild it with build-index"):
+    with pytest.raises(
+        IndexMismatch, match=r"built over a corpus of 120 passages.*rebuild it with build-index"
+    ):
         DenseRetriever.load(dense, minilm_encoder, 119, corpus.fingerprint)
     other = Encoder(dataclasses.replace(minilm_encoder.config, query_prefix="query: "), device="cpu")
     with pytest.raises(IndexMismatch, match="encoder query_prefix=''"):
@@ -64,7 +66,9 @@ def test_mismatches_are_refused_with_the_fix(synthetic_indexes, corpus, minilm_e
 
 
 @pytest.mark.parametrize("factory", ["HNSW16", "IVF4,Flat"])
-def test_ann_factories_return_the_promised_shape(synthetic_indexes, corpus, minilm_encoder, factory, tmp_path):
+def test_ann_factories_return_the_promised_shape(
+    synthetic_indexes, corpus, minilm_encoder, factory, tmp_path
+):
     shards = tmp_path / "embeddings"
     shards.mkdir()
     vectors = minilm_encoder.encode(list(corpus.iter_contents()), is_query=False)
@@ -85,7 +89,9 @@ def test_bm25_shapes_and_no_hit_rows(synthetic_indexes, corpus):
     results = retriever.search([town_name(8), "qqqq zzzz", "the", f"{town_name(8)} {town_name(9)}"], 500)
     assert results.positions.shape == (4, 500)
     assert results.positions[0, 0] == 8 and results.positions[0, 1] == -1
-    assert (results.positions[1] == -1).all() and (results.positions[2] == -1).all()  # OOV and stop words only
+    assert (results.positions[1] == -1).all() and (
+        results.positions[2] == -1
+    ).all()  # OOV and stop words only
     assert set(results.positions[3, :2].tolist()) == {8, 9}
     params = json.loads((synthetic_indexes["bm25"] / "params.json").read_text())
     assert params["kind"] == "bm25" and params["corpus_size"] == 120

@@ -26,12 +26,16 @@ def search_r1_passages(result: list[dict]) -> str:
 
 def test_search_r1_shaped_request(server_url):
     queries = [f"who founded {town_name(5)}", f"who founded {town_name(17)}"]
-    response = httpx.post(server_url + "/retrieve", json={"queries": queries, "topk": 3, "return_scores": True})
+    response = httpx.post(
+        server_url + "/retrieve", json={"queries": queries, "topk": 3, "return_scores": True}
+    )
     assert response.status_code == 200
     result = response.json()["result"]
     assert len(result) == 2 and all(len(docs) == 3 for docs in result)
     for docs, i in zip(result, (5, 17), strict=True):
-        assert isinstance(docs[0]["score"], float) and docs[0]["score"] >= docs[1]["score"] >= docs[2]["score"]
+        assert (
+            isinstance(docs[0]["score"], float) and docs[0]["score"] >= docs[1]["score"] >= docs[2]["score"]
+        )
         assert f'(Title: "{town_name(i)}")' in search_r1_passages(docs).split("\n")[0]
         document = docs[0]["document"]
         assert document["id"] == str(i) and document["title"] == town_name(i)
@@ -42,7 +46,9 @@ def test_search_r1_shaped_request(server_url):
 def test_return_scores_false_is_the_same_documents(server_url, n_queries):
     """Search-R1's server returned garbage (2 queries) or a 500 (other counts) here."""
     queries = [f"who founded {town_name(i)}" for i in range(n_queries)]
-    with_scores = httpx.post(server_url + "/retrieve", json={"queries": queries, "topk": 4, "return_scores": True})
+    with_scores = httpx.post(
+        server_url + "/retrieve", json={"queries": queries, "topk": 4, "return_scores": True}
+    )
     bare = httpx.post(server_url + "/retrieve", json={"queries": queries, "topk": 4, "return_scores": False})
     assert bare.status_code == with_scores.status_code == 200
     expected = [[item["document"] for item in docs] for docs in with_scores.json()["result"]]
@@ -57,7 +63,15 @@ def test_topk_default_is_search_r1s(server_url):
 def test_search_fuses_variants_into_unique_documents(server_url):
     queries = query_variants(9)
     body = httpx.post(server_url + "/search", json={"queries": queries, "topk": 5}).json()
-    assert set(body) == {"documents", "per_query", "summary", "squeezed", "squeeze_error", "cached", "timings_ms"}
+    assert set(body) == {
+        "documents",
+        "per_query",
+        "summary",
+        "squeezed",
+        "squeeze_error",
+        "cached",
+        "timings_ms",
+    }
     assert set(body["timings_ms"]) == {"encode", "search", "squeeze", "total"}
     ids = [doc["id"] for doc in body["documents"]]
     assert len(ids) == len(set(ids)) == len(set().union(*body["per_query"]))
@@ -69,28 +83,53 @@ def test_search_fuses_variants_into_unique_documents(server_url):
         assert doc["score"] == pytest.approx(expected)
     shared = [doc for doc in body["documents"] if len(doc["query_hits"]) >= 2]
     assert shared and shared[0]["id"] == "9"  # the town all three variants are about comes first, once
-    assert [doc["score"] for doc in body["documents"]] == sorted((d["score"] for d in body["documents"]), reverse=True)
+    assert [doc["score"] for doc in body["documents"]] == sorted(
+        (d["score"] for d in body["documents"]), reverse=True
+    )
     assert body["summary"] is None and body["squeezed"] is False and body["squeeze_error"] is None
 
 
 def test_search_max_documents(server_url):
-    body = httpx.post(server_url + "/search", json={"queries": query_variants(3), "topk": 5, "max_documents": 2,
-                                                    "squeeze": True, "question": "Who founded it?"}).json()
+    body = httpx.post(
+        server_url + "/search",
+        json={
+            "queries": query_variants(3),
+            "topk": 5,
+            "max_documents": 2,
+            "squeeze": True,
+            "question": "Who founded it?",
+        },
+    ).json()
     assert len(body["documents"]) == 2
-    assert body["squeezed"] is False and body["squeeze_error"] is None and body["summary"] is None  # squeezer none
+    assert (
+        body["squeezed"] is False and body["squeeze_error"] is None and body["summary"] is None
+    )  # squeezer none
 
 
 def test_dense_and_bm25_are_both_served(server_url):
     town = town_name(42)
     for retriever in ("dense", "bm25"):
-        response = httpx.post(server_url + "/retrieve", json={"queries": [f"who founded {town}"], "topk": 2,
-                                                              "return_scores": True, "retriever": retriever})
+        response = httpx.post(
+            server_url + "/retrieve",
+            json={
+                "queries": [f"who founded {town}"],
+                "topk": 2,
+                "return_scores": True,
+                "retriever": retriever,
+            },
+        )
         assert response.status_code == 200, response.text
         assert response.json()["result"][0][0]["document"]["id"] == "42"
-    bm25 = httpx.post(server_url + "/search", json={"queries": [town], "retriever": "bm25", "topk": 100}).json()
+    bm25 = httpx.post(
+        server_url + "/search", json={"queries": [town], "retriever": "bm25", "topk": 100}
+    ).json()
     assert [doc["id"] for doc in bm25["documents"]] == ["42"]  # BM25 returns only passages sharing a term
     health = httpx.get(server_url + "/health").json()
-    assert health["status"] == "ok" and health["retrievers"] == ["dense", "bm25"] and health["corpus_size"] == 120
+    assert (
+        health["status"] == "ok"
+        and health["retrievers"] == ["dense", "bm25"]
+        and health["corpus_size"] == 120
+    )
 
 
 async def test_200_concurrent_requests_give_the_sequential_results(server_url):
@@ -103,10 +142,22 @@ async def test_200_concurrent_requests_give_the_sequential_results(server_url):
         together = together.json()
         assert together["per_query"] == alone["per_query"]
         assert [d["id"] for d in together["documents"]] == [d["id"] for d in alone["documents"]]
-        assert [d["query_hits"] for d in together["documents"]] == [d["query_hits"] for d in alone["documents"]]
-    batch_sum = next(line for line in metrics.splitlines() if line.startswith('retriever_batch_requests_sum{retriever="dense"}'))
-    batch_count = next(line for line in metrics.splitlines() if line.startswith('retriever_batch_requests_count{retriever="dense"}'))
-    assert float(batch_sum.split()[-1]) / float(batch_count.split()[-1]) > 1.5  # requests really were coalesced
+        assert [d["query_hits"] for d in together["documents"]] == [
+            d["query_hits"] for d in alone["documents"]
+        ]
+    batch_sum = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith('retriever_batch_requests_sum{retriever="dense"}')
+    )
+    batch_count = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith('retriever_batch_requests_count{retriever="dense"}')
+    )
+    assert (
+        float(batch_sum.split()[-1]) / float(batch_count.split()[-1]) > 1.5
+    )  # requests really were coalesced
 
 
 def test_metrics_are_prometheus_text(server_url):
@@ -130,19 +181,26 @@ def test_cache_serves_repeated_queries(base_settings, serve_app):
 
 
 def test_auth_on_and_off(base_settings, serve_app, server_url, monkeypatch):
-    assert httpx.post(server_url + "/retrieve", json={"queries": ["salt"]}).status_code == 200  # off by default
+    assert (
+        httpx.post(server_url + "/retrieve", json={"queries": ["salt"]}).status_code == 200
+    )  # off by default
     with serve_app(dataclasses.replace(base_settings, auth_token="s3cret")) as url:
         body = {"queries": ["salt"]}
         assert httpx.post(url + "/retrieve", json=body).status_code == 401
         wrong = httpx.post(url + "/search", json=body, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
         assert httpx.get(url + "/metrics").status_code == 401
-        assert httpx.post(url + "/search", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert (
+            httpx.post(url + "/search", json=body, headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
         assert httpx.get(url + "/health").status_code == 200  # probes need no token
     monkeypatch.setenv("EXPANDSEARCH_RETRIEVER_TOKEN", "from-env")
     with serve_app(base_settings) as url:
         assert httpx.post(url + "/retrieve", json={"queries": ["salt"]}).status_code == 401
-        ok = httpx.post(url + "/retrieve", json={"queries": ["salt"]}, headers={"Authorization": "Bearer from-env"})
+        ok = httpx.post(
+            url + "/retrieve", json={"queries": ["salt"]}, headers={"Authorization": "Bearer from-env"}
+        )
         assert ok.status_code == 200
 
 
@@ -207,7 +265,9 @@ async def test_graceful_shutdown_finishes_in_flight_requests(base_settings, serv
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.05)
-        in_flight = [asyncio.create_task(client.post("/search", json={"queries": [f"q{i}"]})) for i in range(8)]
+        in_flight = [
+            asyncio.create_task(client.post("/search", json={"queries": [f"q{i}"]})) for i in range(8)
+        ]
         await asyncio.sleep(0.2)  # the requests are in the engine queue
         server.should_exit = True
         responses = await asyncio.gather(*in_flight)

@@ -17,8 +17,10 @@ def parse(argv):
 
 def test_yaml_then_flags(tmp_path):
     config = tmp_path / "retriever.yaml"
-    config.write_text("corpus: wiki.jsonl\ndense_index: e5_Flat.index\nport: 9000\nretriever: dense,bm25\n"
-                      "bm25_index: bm25\ngpus: [0, 1]\nbatching: false\n")
+    config.write_text(
+        "corpus: wiki.jsonl\ndense_index: e5_Flat.index\nport: 9000\nretriever: dense,bm25\n"
+        "bm25_index: bm25\ngpus: [0, 1]\nbatching: false\n"
+    )
     settings = parse(["--config", str(config), "--port", "9100", "--max-wait-ms", "5", "--gpus", "2,3"])
     assert (settings.corpus, settings.port, settings.max_wait_ms) == ("wiki.jsonl", 9100, 5.0)
     assert settings.retriever == ["dense", "bm25"] and settings.gpus == [2, 3] and settings.batching is False
@@ -28,8 +30,13 @@ def test_yaml_then_flags(tmp_path):
 
 def test_defaults_are_e5_and_safe():
     settings = Settings()
-    assert (settings.encoder, settings.query_prefix, settings.passage_prefix, settings.pooling, settings.max_length) == (
-        "intfloat/e5-base-v2", "query: ", "passage: ", "mean", 256)
+    assert (
+        settings.encoder,
+        settings.query_prefix,
+        settings.passage_prefix,
+        settings.pooling,
+        settings.max_length,
+    ) == ("intfloat/e5-base-v2", "query: ", "passage: ", "mean", 256)
     assert settings.host == "127.0.0.1" and settings.auth_token is None
 
 
@@ -41,12 +48,21 @@ def test_unknown_yaml_key(tmp_path):
 
 
 def test_validate_reports_every_problem():
-    settings = Settings(retriever=["dense", "colbert"], max_topk=5, search_topk=10, cache_size=-1, port=0, fusion="sum")
+    settings = Settings(
+        retriever=["dense", "colbert"], max_topk=5, search_topk=10, cache_size=-1, port=0, fusion="sum"
+    )
     with pytest.raises(ValueError) as error:
         settings.validate()
     message = str(error.value)
-    for key in ("corpus:", "dense_index:", "retriever:", "search_topk: 10 exceeds max_topk=5", "cache_size:", "port:",
-                "fusion:"):
+    for key in (
+        "corpus:",
+        "dense_index:",
+        "retriever:",
+        "search_topk: 10 exceeds max_topk=5",
+        "cache_size:",
+        "port:",
+        "fusion:",
+    ):
         assert key in message
     Settings(demo=True).validate()  # the demo needs nothing else
 
@@ -63,11 +79,31 @@ def test_the_shipped_example_config_is_valid():
 
 
 def test_squeezer_flags_and_their_checks(monkeypatch):
-    settings = parse(["--demo", "--squeezer", "openai", "--squeezer-url", "http://gpu-node:8001/v1", "--squeezer-model",
-                      "meta/llama-4-maverick-17b-128e-instruct", "--squeezer-max-tokens", "256",
-                      "--squeezer-context-tokens", "3000", "--squeezer-cache-db", "/tmp/s.sqlite",
-                      "--squeezer-api-key-env", "NVIDIA_API_KEY", "--squeeze-default"])
-    assert (settings.squeezer, settings.squeezer_max_tokens, settings.squeezer_context_tokens) == ("openai", 256, 3000)
+    settings = parse(
+        [
+            "--demo",
+            "--squeezer",
+            "openai",
+            "--squeezer-url",
+            "http://gpu-node:8001/v1",
+            "--squeezer-model",
+            "meta/llama-4-maverick-17b-128e-instruct",
+            "--squeezer-max-tokens",
+            "256",
+            "--squeezer-context-tokens",
+            "3000",
+            "--squeezer-cache-db",
+            "/tmp/s.sqlite",
+            "--squeezer-api-key-env",
+            "NVIDIA_API_KEY",
+            "--squeeze-default",
+        ]
+    )
+    assert (settings.squeezer, settings.squeezer_max_tokens, settings.squeezer_context_tokens) == (
+        "openai",
+        256,
+        3000,
+    )
     assert settings.squeeze_default is True and settings.squeezer_cache_db == "/tmp/s.sqlite"
     monkeypatch.delenv("NVIDIA_API_KEY", raising=False)
     with pytest.raises(ValueError, match="NVIDIA_API_KEY is not set"):
@@ -75,11 +111,22 @@ def test_squeezer_flags_and_their_checks(monkeypatch):
     monkeypatch.setenv("NVIDIA_API_KEY", "nvapi-x")
     settings.validate()
     defaults = Settings()
-    assert (defaults.squeezer, defaults.squeezer_max_tokens, defaults.squeezer_cache_size) == ("none", 512, 4096)
-    bad = Settings(demo=True, squeezer="llama", squeezer_max_tokens=0, squeezer_retries=-1, squeezer_request_timeout_s=0)
+    assert (defaults.squeezer, defaults.squeezer_max_tokens, defaults.squeezer_cache_size) == (
+        "none",
+        512,
+        4096,
+    )
+    bad = Settings(
+        demo=True, squeezer="llama", squeezer_max_tokens=0, squeezer_retries=-1, squeezer_request_timeout_s=0
+    )
     with pytest.raises(ValueError) as error:
         bad.validate()
-    for key in ("squeezer: 'llama'", "squeezer_max_tokens: 0", "squeezer_retries: -1", "squeezer_request_timeout_s"):
+    for key in (
+        "squeezer: 'llama'",
+        "squeezer_max_tokens: 0",
+        "squeezer_retries: -1",
+        "squeezer_request_timeout_s",
+    ):
         assert key in str(error.value)
     with pytest.raises(ValueError, match="squeezer_model: required for squeezer=hf"):
         Settings(corpus="c", dense_index="d", squeezer="hf").validate()

@@ -53,4 +53,7 @@ def test_real_tokenizer_counts(minilm_path, make_passage):
 
 def test_format_numbers_the_blocks(make_passage):
     text = format_passages([make_passage(1), make_passage(2)])
-    assert text == "[1] Title 1\nPassage 1 says something about topic 1.\n\n[2] Title 2\nPassage 2 says something about topic 2."
+    assert (
+        text
+        == "[1] Title 1\nPassage 1 says something about topic 1.\n\n[2] Title 2\nPassage 2 says something about topic 2."
+    )

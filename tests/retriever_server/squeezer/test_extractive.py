@@ -10,14 +10,21 @@ import pytest
 from retriever_server.squeezer import SqueezeError
 from retriever_server.squeezer.extractive import ExtractiveSqueezer, split_sentences
 
-STOKER = ("Bram Stoker was an Irish author and theatre manager. He managed the Lyceum Theatre in London for "
-          "27 years. Stoker wrote the Gothic novel Dracula, published in 1897.")
+STOKER = (
+    "Bram Stoker was an Irish author and theatre manager. He managed the Lyceum Theatre in London for "
+    "27 years. Stoker wrote the Gothic novel Dracula, published in 1897."
+)
 PARIS = "Paris is the capital of France. The Eiffel Tower was completed in 1889 for the World's Fair."
 
 
 def test_split_sentences():
     assert split_sentences('He said "Go." Then he left! Was it 1897? "Yes." (It was.) e.g. fine') == [
-        'He said "Go."', "Then he left!", "Was it 1897?", '"Yes."', "(It was.) e.g. fine"]
+        'He said "Go."',
+        "Then he left!",
+        "Was it 1897?",
+        '"Yes."',
+        "(It was.) e.g. fine",
+    ]
     assert split_sentences("  ") == [] and split_sentences("no end") == ["no end"]
 
 
@@ -39,8 +46,11 @@ async def test_takes_the_sentences_about_the_queries(minilm_encoder, engine, mak
     squeezer = ExtractiveSqueezer(minilm_encoder, engine, max_tokens=60)
     minilm_encoder.encode = recording_encode
     try:
-        docs = [make_passage(1, "Paris", PARIS), make_passage(2, "Bram Stoker", STOKER),
-                make_passage(3, "Stoker again", "Stoker wrote the Gothic novel Dracula, published in 1897.")]
+        docs = [
+            make_passage(1, "Paris", PARIS),
+            make_passage(2, "Bram Stoker", STOKER),
+            make_passage(3, "Stoker again", "Stoker wrote the Gothic novel Dracula, published in 1897."),
+        ]
         summary = await squeezer.squeeze(["who wrote dracula", "author of the novel dracula"], docs, None)
     finally:
         minilm_encoder.encode = encode

@@ -13,7 +13,12 @@ from retriever_server.squeezer.hf import HFChat
 from retriever_server.squeezer.llm import LLMSqueezer
 from retriever_server.squeezer.prompt import PromptTemplate
 
-QUESTIONS = ["What is the capital of France?", "Who wrote Dracula?", "Name a colour.", "What is two plus two?"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "Who wrote Dracula?",
+    "Name a colour.",
+    "What is two plus two?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +61,18 @@ def test_a_batch_nobody_waits_for_stops_at_once(smollm2):
     loop = asyncio.new_event_loop()
     gone = loop.create_future()
     gone.cancel()
-    (text,) = chat.generate([chat.prompt_text([{"role": "user", "content": "Tell me a long story."}])], [gone])
+    (text,) = chat.generate(
+        [chat.prompt_text([{"role": "user", "content": "Tell me a long story."}])], [gone]
+    )
     loop.close()
     assert chat.count_tokens([text])[0] <= 2  # one step, then the criterion ends it (200 otherwise)
 
 
 async def test_hf_squeezer_end_to_end(smollm2, make_passage):
     squeezer = LLMSqueezer("hf", chat_for(smollm2, max_new_tokens=24), PromptTemplate.load(), 300)
-    docs = [make_passage(1, "Dracula", "Dracula is an 1897 Gothic horror novel by the Irish author Bram Stoker.")]
+    docs = [
+        make_passage(1, "Dracula", "Dracula is an 1897 Gothic horror novel by the Irish author Bram Stoker.")
+    ]
     summary = await squeezer.squeeze(["who wrote dracula"], docs, "Who wrote Dracula?")
     await squeezer.aclose()
     assert summary and summary == summary.strip()

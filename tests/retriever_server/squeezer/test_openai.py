@@ -19,7 +19,10 @@ from retriever_server.squeezer.openai import (
 )
 from retriever_server.squeezer.prompt import PromptTemplate
 
-MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Search queries:\n- who\n- what"}]
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Search queries:\n- who\n- what"},
+]
 
 
 def chat(url: str, **kwargs) -> OpenAIChat:
@@ -33,7 +36,13 @@ async def test_success_sends_the_real_protocol(chat_server):
     assert await client.complete(MESSAGES) == "Summary for: who | what"
     await client.aclose()
     (body,) = server.requests
-    assert body == {"model": "llama-test", "messages": MESSAGES, "max_tokens": 77, "temperature": 0.0, "stream": False}
+    assert body == {
+        "model": "llama-test",
+        "messages": MESSAGES,
+        "max_tokens": 77,
+        "temperature": 0.0,
+        "stream": False,
+    }
 
 
 async def test_api_key_goes_in_the_bearer_header(chat_server, monkeypatch):
@@ -71,7 +80,9 @@ async def test_gives_up_after_the_retries(chat_server):
     assert len(server.requests) == 3
 
 
-@pytest.mark.parametrize(("action", "message"), [("400", "HTTP 400"), ("malformed", "malformed chat-completions")])
+@pytest.mark.parametrize(
+    ("action", "message"), [("400", "HTTP 400"), ("malformed", "malformed chat-completions")]
+)
 async def test_client_errors_and_malformed_answers_are_not_retried(chat_server, action, message):
     url, server = chat_server
     server.script.append(action)
@@ -135,7 +146,9 @@ async def test_the_prompt_carries_queries_question_and_passages(chat_server, mak
 
 
 def test_parse_completion_names_what_is_wrong():
-    assert parse_completion(200, b'{"choices": [{"message": {"role": "assistant", "content": "ok"}}]}') == "ok"
+    assert (
+        parse_completion(200, b'{"choices": [{"message": {"role": "assistant", "content": "ok"}}]}') == "ok"
+    )
     for payload in (b"not json", b"{}", b'{"choices": []}', b'{"choices": [{"message": {"content": null}}]}'):
         with pytest.raises(SqueezeError, match="malformed"):
             parse_completion(200, payload)
@@ -147,8 +160,9 @@ async def test_the_official_openai_client_accepts_the_test_server(chat_server):
 
     url, server = chat_server
     client = openai.AsyncOpenAI(base_url=url, api_key="sk-test", max_retries=0)
-    completion = await client.chat.completions.create(model="llama-test", messages=MESSAGES, max_tokens=8,
-                                                      temperature=0)
+    completion = await client.chat.completions.create(
+        model="llama-test", messages=MESSAGES, max_tokens=8, temperature=0
+    )
     assert completion.choices[0].message.content == "Summary for: who | what"
     assert completion.choices[0].finish_reason == "stop" and completion.usage.total_tokens > 0
     server.script.append("429")

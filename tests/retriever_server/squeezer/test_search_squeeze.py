@@ -26,8 +26,14 @@ def _search(url: str, **body) -> dict:
 @pytest.fixture
 def openai_settings(base_settings, chat_server):
     url, _ = chat_server
-    return dataclasses.replace(base_settings, squeezer="openai", squeezer_url=url, squeezer_retries=0,
-                               squeezer_request_timeout_s=10, squeeze_timeout_s=1.0)
+    return dataclasses.replace(
+        base_settings,
+        squeezer="openai",
+        squeezer_url=url,
+        squeezer_retries=0,
+        squeezer_request_timeout_s=10,
+        squeeze_timeout_s=1.0,
+    )
 
 
 def test_search_with_squeezing_on_and_off(openai_settings, chat_server, serve_app):
@@ -48,11 +54,19 @@ def test_search_with_squeezing_on_and_off(openai_settings, chat_server, serve_ap
         assert _metric(url, "retriever_squeeze_cache_total", 'result="hit"') == 1
 
 
-@pytest.mark.parametrize(("action", "reason", "says"), [
-    ("500", "error", "HTTP 500"), ("malformed", "error", "malformed"), ("empty", "error", "empty summary"),
-    ("slow", "timeout", "timed out after 1.0 s"), ("400", "error", "HTTP 400"),
-])
-def test_a_failing_squeezer_degrades_to_the_passages(openai_settings, chat_server, serve_app, action, reason, says):
+@pytest.mark.parametrize(
+    ("action", "reason", "says"),
+    [
+        ("500", "error", "HTTP 500"),
+        ("malformed", "error", "malformed"),
+        ("empty", "error", "empty summary"),
+        ("slow", "timeout", "timed out after 1.0 s"),
+        ("400", "error", "HTTP 400"),
+    ],
+)
+def test_a_failing_squeezer_degrades_to_the_passages(
+    openai_settings, chat_server, serve_app, action, reason, says
+):
     _, chat = chat_server
     chat.script.append(action)
     with serve_app(openai_settings) as url:
@@ -60,12 +74,19 @@ def test_a_failing_squeezer_degrades_to_the_passages(openai_settings, chat_serve
         assert body["squeezed"] is False and body["summary"] is None and says in body["squeeze_error"]
         assert len(body["documents"]) > 0 and body["per_query"]
         assert _metric(url, "retriever_squeeze_failures_total", f'reason="{reason}"') == 1
-        assert _search(url, squeeze=True)["squeezed"] is True  # the failure was not cached; the next one works
+        assert (
+            _search(url, squeeze=True)["squeezed"] is True
+        )  # the failure was not cached; the next one works
 
 
 def test_an_unreachable_squeezer_and_an_exploding_one_never_make_a_500(base_settings, serve_app, free_port):
-    unreachable = dataclasses.replace(base_settings, squeezer="openai", squeezer_url=f"http://127.0.0.1:{free_port}/v1",
-                                      squeezer_retries=1, squeezer_backoff_s=0.01)
+    unreachable = dataclasses.replace(
+        base_settings,
+        squeezer="openai",
+        squeezer_url=f"http://127.0.0.1:{free_port}/v1",
+        squeezer_retries=1,
+        squeezer_backoff_s=0.01,
+    )
     with serve_app(unreachable) as url:
         body = _search(url, squeeze=True)
         assert body["squeezed"] is False and "connection failed" in body["squeeze_error"]
@@ -87,14 +108,22 @@ def test_an_unreachable_squeezer_and_an_exploding_one_never_make_a_500(base_sett
     with serve_app(base_settings, loader=exploding_loader) as url:
         body = _search(url, squeeze=True)
         assert body["squeezed"] is False and "KeyError" in body["squeeze_error"]
-        assert httpx.post(url + "/squeeze", json={"queries": ["q"], "documents": [{"text": "x"}]}).status_code == 502
+        assert (
+            httpx.post(url + "/squeeze", json={"queries": ["q"], "documents": [{"text": "x"}]}).status_code
+            == 502
+        )
 
 
 def test_squeeze_endpoint(openai_settings, chat_server, serve_app):
     _, chat = chat_server
-    documents = [{"title": "Rome", "text": "Rome was founded by Romulus."}, {"title": "Rome", "text": "Rome was founded by Romulus."}]
+    documents = [
+        {"title": "Rome", "text": "Rome was founded by Romulus."},
+        {"title": "Rome", "text": "Rome was founded by Romulus."},
+    ]
     with serve_app(openai_settings) as url:
-        response = httpx.post(url + "/squeeze", json={"queries": ["who founded rome"], "documents": documents})
+        response = httpx.post(
+            url + "/squeeze", json={"queries": ["who founded rome"], "documents": documents}
+        )
         assert response.status_code == 200
         body = response.json()
         assert body["summary"] == "Summary for: who founded rome" and body["backend"] == "openai"
@@ -114,7 +143,10 @@ def test_squeezer_none_returns_the_fused_documents(base_settings, serve_app):
         docs = [{"title": d["title"], "text": d["text"]} for d in body["documents"][:2]]
         squeezed = httpx.post(url + "/squeeze", json={"queries": ["q"], "documents": docs + docs[:1]}).json()
         assert squeezed["backend"] == "none"
-        assert squeezed["summary"] == f"[1] {docs[0]['title']}\n{docs[0]['text']}\n\n[2] {docs[1]['title']}\n{docs[1]['text']}"
+        assert (
+            squeezed["summary"]
+            == f"[1] {docs[0]['title']}\n{docs[0]['text']}\n\n[2] {docs[1]['title']}\n{docs[1]['text']}"
+        )
 
 
 def test_extractive_squeezes_with_the_servers_encoder(base_settings, serve_app):
@@ -125,8 +157,14 @@ def test_extractive_squeezes_with_the_servers_encoder(base_settings, serve_app):
 
 
 def test_hf_squeezes_with_smollm2(base_settings, serve_app, smollm2_dir):
-    settings = dataclasses.replace(base_settings, squeezer="hf", squeezer_model=str(smollm2_dir), squeezer_max_tokens=12,
-                                   squeezer_context_tokens=300, squeeze_timeout_s=120)
+    settings = dataclasses.replace(
+        base_settings,
+        squeezer="hf",
+        squeezer_model=str(smollm2_dir),
+        squeezer_max_tokens=12,
+        squeezer_context_tokens=300,
+        squeeze_timeout_s=120,
+    )
     with serve_app(settings) as url:
         body = _search(url, squeeze=True, question="Who founded it?")
         assert body["squeezed"] is True and body["summary"], body["squeeze_error"]
