@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, DictConfigWrap, ToolListWrap
@@ -44,6 +43,7 @@ from verl.workers.rollout.replica import TokenOutput
 from expandsearch_verl import observation, retriever_client
 from expandsearch_verl.agent_loop_config import shipped_path
 from expandsearch_verl.config import AgentLoopConfig
+from expandsearch_verl.evaluation.loop_builder import compose_trainer_config
 from retriever_server.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,21 +103,6 @@ def load_tokenizer(cache_dir: Path):
         tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
         tokenizer.save_pretrained(target)
     return AutoTokenizer.from_pretrained(target)
-
-
-def trainer_config(prompt_length: int, response_length: int):
-    """verl's composed trainer config, resolved as `main_ppo` resolves it before starting workers."""
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        config = compose(
-            config_name="ppo_trainer",
-            overrides=[
-                "actor_rollout_ref.rollout.name=vllm",
-                f"data.max_prompt_length={prompt_length}",
-                f"data.max_response_length={response_length}",
-            ],
-        )
-    OmegaConf.resolve(config)
-    return config
 
 
 class LoopFactory:
@@ -300,7 +285,7 @@ def main() -> int:
         url = server.url
     try:
         tokenizer = load_tokenizer(args.cache_dir)
-        config = trainer_config(prompt_length=4096, response_length=3000)  # ExpandSearch's lengths
+        config = compose_trainer_config(prompt_length=4096, response_length=3000)  # ExpandSearch's lengths
         questions = sample_questions()
         # squeeze=false: the demo server has no squeezer; the observation is the documents, cut to
         # the 512-token budget at document boundaries (the heavier formatting path).

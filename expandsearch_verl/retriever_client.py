@@ -229,10 +229,9 @@ def _detail(response: httpx.Response) -> str:
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, RetrieverClient]] = (
     weakref.WeakKeyDictionary()
 )
-_CLIENT_FIELDS = (
+# The knobs that say where and how to reach the retrievers (not what a search asks for).
+TRANSPORT_FIELDS = (
     "retriever_urls",
-    "topk",
-    "max_documents",
     "timeout_s",
     "connect_timeout_s",
     "max_retries",
@@ -242,6 +241,7 @@ _CLIENT_FIELDS = (
     "breaker_failures",
     "breaker_cooldown_s",
 )
+_CLIENT_FIELDS = ("topk", "max_documents", *TRANSPORT_FIELDS)
 
 
 def shared_client(config: AgentLoopConfig) -> RetrieverClient:

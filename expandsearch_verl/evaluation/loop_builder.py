@@ -16,22 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from expandsearch_verl.config import AGENT_NAME, AGENT_TARGET, AgentLoopConfig, ConfigError
+from expandsearch_verl.retriever_client import TRANSPORT_FIELDS
 
 # Settings that say where and how to reach the retriever, not what the evaluation measures: a
 # resumed run may change them (the demo's retriever gets a new port every time).
-TRANSPORT_SETTINGS = frozenset(
-    {
-        "retriever_urls",
-        "timeout_s",
-        "connect_timeout_s",
-        "max_retries",
-        "backoff_s",
-        "backoff_max_s",
-        "max_connections",
-        "breaker_failures",
-        "breaker_cooldown_s",
-    }
-)
+TRANSPORT_SETTINGS = frozenset(TRANSPORT_FIELDS)
 
 
 class LoopConfigError(ValueError):
@@ -67,7 +56,7 @@ class LoopBuilder:
         self.hf_model_type = _model_type(model_path)
         self.entries = _load_entries(Path(yaml_path), dict(settings or {}))
         self.settings = {name: _settings_of(name, entry) for name, entry in self.entries.items()}
-        self.trainer_config = _compose(prompt_length, response_length, list(verl_overrides))
+        self.trainer_config = compose_trainer_config(prompt_length, response_length, list(verl_overrides))
 
     def resolve_name(self, agent_name: str | None) -> str:
         """The entry a row runs: its own `agent_name`, else `expandsearch_agent` (or the only entry)."""
@@ -168,7 +157,7 @@ def _model_type(model_path: str) -> str | None:
     return model_type if isinstance(model_type, str) else None
 
 
-def _compose(prompt_length: int, response_length: int, overrides: list[str]) -> Any:
+def compose_trainer_config(prompt_length: int, response_length: int, overrides: Sequence[str] = ()) -> Any:
     """verl's `ppo_trainer` config with our lengths and overrides, resolved as main_ppo resolves it.
 
     The loop reads the rollout and data subtrees only; the model itself is the policy's business.

@@ -26,6 +26,8 @@ import re
 import time
 from typing import Any
 
+from retriever_server.squeezer.scripted_server import read_body
+
 MODEL = "scripted-policy"
 _QUESTION = re.compile(r"Question: (.*?)(?:<\|im_end\|>|\n|$)")
 _TITLE = re.compile(r"Title: ([^)\n]*)\)")
@@ -184,12 +186,7 @@ class ScriptedPolicyServer:
 
     async def __call__(self, scope, receive, send) -> None:
         assert scope["type"] == "http", "serve it with lifespan='off'"
-        payload = b""
-        while True:
-            message = await receive()
-            payload += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        payload = await read_body(receive)
         status, answer = self.route(scope["method"], scope["path"].rstrip("/"), payload)
         await send(
             {

@@ -127,12 +127,7 @@ class ScriptedChatServer:
 
     async def __call__(self, scope, receive, send) -> None:
         assert scope["type"] == "http", "serve it with lifespan='off'"
-        payload = b""
-        while True:
-            message = await receive()
-            payload += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        payload = await read_body(receive)
         path, method = scope["path"].rstrip("/"), scope["method"]
         if method == "POST" and path.endswith("/chat/completions"):
             status, headers, body = await self._chat(payload)
@@ -171,3 +166,13 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def read_body(receive) -> bytes:
+    """The whole request body of an ASGI HTTP request, however many messages it came in."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
