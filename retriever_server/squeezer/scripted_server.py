@@ -70,6 +70,16 @@ def summary_of(messages: list[dict]) -> str:
     return "Summary for: " + " | ".join(queries) if queries else "Summary."
 
 
+async def read_body(receive) -> bytes:
+    """The whole request body of an ASGI HTTP request, however many messages it came in."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 class ScriptedChatServer:
     """An ASGI app; `requests` keeps every request body it accepted, in order."""
 
@@ -166,13 +176,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-async def read_body(receive) -> bytes:
-    """The whole request body of an ASGI HTTP request, however many messages it came in."""
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
