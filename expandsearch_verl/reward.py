@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from expandsearch_verl.protocols import DEFAULT_PROTOCOL
 from expandsearch_verl.qa_metrics import golden_answers, normalized_golds, score_answer
-from expandsearch_verl.response_format import DEFAULT_PROTOCOL, extract_answer, scan_response
+from expandsearch_verl.response_format import extract_answer, scan_response
 from expandsearch_verl.retrieval_hit import answer_in_passages
 
 # The reward table. Values from Search-R1's format-reward study (Jin et al., arXiv 2505.15117,

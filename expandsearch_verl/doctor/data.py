@@ -14,9 +14,9 @@ from typing import Any
 
 from expandsearch_verl.doctor.context import Preflight
 from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
+from expandsearch_verl.protocols import PROTOCOLS
 
 PAPER_TEST_SETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
-PROTOCOLS = ("tags", "tool_call")
 LONGEST_PROMPTS_TOKENIZED = 32
 REGENERATE = "regenerate it with `python -m data_prep` (README, 'Data preparation')"
 

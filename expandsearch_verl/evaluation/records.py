@@ -24,8 +24,8 @@ from typing import Any
 
 from expandsearch_verl.evaluation.policy import GenerateCall
 from expandsearch_verl.evaluation.rows import EvalRow
-from expandsearch_verl.protocols import QueryLimits, parse_action
-from expandsearch_verl.response_format import DEFAULT_PROTOCOL, extract_answer
+from expandsearch_verl.protocols import DEFAULT_PROTOCOL, QueryLimits, parse_action
+from expandsearch_verl.response_format import extract_answer
 from expandsearch_verl.reward import compute_score
 from expandsearch_verl.trajectory import METRIC_KEYS
 
