@@ -80,13 +80,13 @@ def create_app(
 
     # strict_content_type=False: a JSON body is parsed even without `Content-Type: application/json` (curl -d)
     app = FastAPI(title="ExpandSearch retriever", version="1", lifespan=lifespan, strict_content_type=False)
-    generated_openapi = app.openapi
+    generated_openapi = app.openapi  # FastAPI's, cached
 
     def openapi() -> dict:
-        """The generated schema with this server's limits (max_topk, ...) declared, not only described."""
-        if app.openapi_schema is None:
-            app.openapi_schema = with_limits(generated_openapi(), settings)
-        return app.openapi_schema
+        """The generated schema with the limits in force (max_topk, the retrievers served, ...) declared,
+        not only described: the loaded service's settings (the demo adds bm25), else the configured."""
+        service = app.state.service
+        return with_limits(generated_openapi(), service.settings if service is not None else settings)
 
     app.openapi = openapi
     app.state.settings = settings

@@ -123,7 +123,7 @@ def _integral(value: Any) -> Any:
 
 
 def _setting(keyword: str, *names: str) -> dict:
-    """Marks a limit that is a setting: the served schema sets `keyword` to the product of `names`."""
+    """Marks a limit that is a setting: the served schema sets `keyword` to it (the product of several)."""
     return {"x-setting-limit": {keyword: list(names)}}
 
 
@@ -136,7 +136,8 @@ def with_limits(schema: Any, settings: Settings) -> Any:
     limits = schema.get("x-setting-limit", {})
     schema = {key: with_limits(value, settings) for key, value in schema.items() if key != "x-setting-limit"}
     for keyword, names in limits.items():
-        schema[keyword] = math.prod(getattr(settings, name) for name in names)
+        values = [getattr(settings, name) for name in names]
+        schema[keyword] = values[0] if len(values) == 1 else math.prod(values)
     return schema
 
 
@@ -172,7 +173,12 @@ TopK = Annotated[
     AfterValidator(_topk),
 ]
 Retriever = Annotated[
-    RetrieverName, Field(description="one the server serves (/health `retrievers`)"), AfterValidator(_served)
+    RetrieverName,
+    Field(
+        description="one the server serves (/health `retrievers`)",
+        json_schema_extra=_setting("enum", "retriever"),
+    ),
+    AfterValidator(_served),
 ]
 Question = Annotated[
     StrictStr,
