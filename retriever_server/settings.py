@@ -211,11 +211,9 @@ class Settings:
     squeezer_retries: NonNegativeInt = field(
         default=3,
         metadata=_help(
-            "openai: retries on 429, 5xx, timeouts and connection errors (exponential backoff with jitter)"
+            "openai: retries on 408, 409, 429, 5xx, timeouts and connection errors (the openai client's "
+            "backoff: 0.5 s doubling to 8 s, with jitter; a Retry-After is honoured)"
         ),
-    )
-    squeezer_backoff_s: NonNegativeSeconds = field(
-        default=0.5, metadata=_help("openai: first retry delay in seconds (doubles, max 8)")
     )
     squeezer_batch_size: PositiveInt = field(
         default=16, metadata=_help("hf: most requests per generate batch")
