@@ -1,4 +1,4 @@
-"""Checks on the train and validation parquet files against the row contract (DESIGN.md, "Parquet row").
+"""Checks on the train and validation parquet files against the row contract (docs/design.md, "Parquet row").
 
 Only the columns a check needs are read, and prompt lengths are measured with arrow compute, so a
 170k-row training file costs about a second. The prompts are measured in characters for all rows
