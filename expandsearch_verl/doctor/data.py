@@ -18,7 +18,7 @@ from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped
 PAPER_TEST_SETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
 PROTOCOLS = ("tags", "tool_call")
 LONGEST_PROMPTS_TOKENIZED = 32
-REGENERATE = "regenerate it with `python -m data_prep` (README, 'Data preparation')"
+REGENERATE = "regenerate it with `python -m data_prep` (docs/data-prep.md)"
 
 
 def check_train_data(ctx: Preflight) -> list[CheckResult]:
