@@ -7,10 +7,12 @@ or true, a query of 5, are 422s, not coerced), at least one non-blank query, top
 they send, keep working.
 
 Limits that are server settings (`max_queries`, `max_topk`, `max_query_chars`, the retrievers
-served) are said in the fields' descriptions and checked by validators on the same fields, against
+served) are said in the fields' descriptions, declared with the serving instance's values in the
+schema it serves (`with_limits`), and checked by validators on the same fields (`AtMost`) against
 the settings of the service answering the request (`LIMITS`, set by `routes.ready_service` before
-FastAPI validates the body; the defaults elsewhere). So pydantic reports every problem of a request
-at once, in FastAPI's 422 shape. Lone surrogates (JSON allows them, UTF-8 does not) are refused too.
+FastAPI validates the body; the defaults elsewhere, e.g. in the agent loop's test double). So
+pydantic reports every problem of a request at once, in FastAPI's 422 shape. Lone surrogates (JSON
+allows them, UTF-8 does not) are refused too: the one check JSON Schema cannot declare.
 
 Responses are TypedDicts: the routes validate what the service returns against them (`checked`) and
 serialise the result with orjson, so a response is the declared model and costs ~15 µs more, not
