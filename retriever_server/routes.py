@@ -114,12 +114,18 @@ async def squeeze(body: SqueezeRequest, service: ReadyService) -> Response:
 async def health(request: Request) -> Response:
     """200 once loaded; 503 with status "loading" (or "error" and the reason) before."""
     state = request.app.state
+    budgets = {"budgets": {"squeeze_timeout_s": state.settings.squeeze_timeout_s}}
     if state.service is not None:
-        return json_response(state.service.health())
+        return json_response({**state.service.health(), **budgets})
     if state.load_error is not None:
         return json_response({"status": "error", "error": state.load_error}, 503)
     return json_response(
-        {"status": "loading", "retrievers": state.settings.retriever, "squeezer": state.settings.squeezer},
+        {
+            "status": "loading",
+            "retrievers": state.settings.retriever,
+            "squeezer": state.settings.squeezer,
+            **budgets,
+        },
         503,
     )
 
