@@ -26,7 +26,7 @@ def launch(recipe_env, tmp_path, demo_retriever_url):
     env = recipe_env(
         DRY_RUN="0",
         PYTHON=str(verl),
-        GPUS_PER_NODE="2",
+        TRAIN_GPUS="0,1",
         ACTOR_MICRO_BATCH="4",
         CRITIC_MICRO_BATCH="4",
         LOG_PROB_MICRO_BATCH="8",
