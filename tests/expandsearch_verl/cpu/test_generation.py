@@ -26,7 +26,7 @@ def run(tiny, end_ids=frozenset(), seed=0, **params):
 
 
 def test_greedy_is_transformers_greedy_and_log_probs_are_the_actors(tiny):
-    tokenizer, model, prompt = tiny
+    _, model, prompt = tiny
     out = run(tiny, temperature=0, logprobs=True)
     expected = model.generate(
         torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0
@@ -47,7 +47,7 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(tiny):
 
 
 def test_temperature_scales_the_reported_log_probs(tiny):
-    tokenizer, model, prompt = tiny
+    _, model, prompt = tiny
     out = run(tiny, temperature=0.7, logprobs=True, seed=1)
     assert score(model, prompt, out.token_ids, 0.7) == pytest.approx(out.log_probs, abs=1e-4)
 

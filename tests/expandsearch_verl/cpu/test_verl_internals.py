@@ -25,5 +25,5 @@ def test_a_moved_reach_is_named(monkeypatch, name):
 
 def test_another_verl_version_is_refused(monkeypatch):
     monkeypatch.setattr(verl_internals, "VERL_VERSION", "0.0.1")
-    with pytest.raises(VerlChanged, match="written against 0.0.1"):
+    with pytest.raises(VerlChanged, match=r"written against 0\.0\.1"):
         check_verl()
