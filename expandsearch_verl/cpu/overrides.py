@@ -38,7 +38,7 @@ OVERRIDES = (
     "actor_rollout_ref.actor.use_torch_compile=false",
     "actor_rollout_ref.actor.fsdp_config.use_torch_compile=false",
     "actor_rollout_ref.ref.fsdp_config.use_torch_compile=false",
-    "critic.model.fsdp_config.use_torch_compile=false",
+    "critic.fsdp.use_torch_compile=false",
     # fp32 compute (bf16 is slower on most CPUs): the rollout's fp32 log-probs then match the actor's
     f"+actor_rollout_ref.actor.fsdp_config.mixed_precision={_FP32}",
     f"+actor_rollout_ref.ref.fsdp_config.mixed_precision={_FP32}",

@@ -49,7 +49,7 @@ class HFReplica(RolloutReplica):
                 tokenizer_path=model.get("tokenizer_path"),
                 rollout_config=self.config,
                 policy=self.policy,
-                seed=int(self.config.seed) + self.replica_rank,
+                batch_size=int(self.config.max_num_seqs),  # requests sharing one model.generate
             )
         )
         await server.stats.remote()  # wait until the model is loaded

@@ -16,6 +16,8 @@ import re
 from collections import Counter
 from typing import Any
 
+import torch
+
 from expandsearch_verl.evaluation.scripted_policy import _QUESTION, ScriptedPolicyServer
 
 _THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
@@ -53,3 +55,15 @@ class ScriptedPolicy:
             if any(s in self.tokenizer.decode(token_ids[:end], skip_special_tokens=False) for s in stop):
                 return token_ids[:end]
         return token_ids
+
+
+@torch.inference_mode()
+def score(model: Any, prompt_ids: list[int], token_ids: list[int], temperature: float) -> list[float]:
+    """Log-probs of `token_ids` after `prompt_ids` in one forward pass: log_softmax(logits / temperature),
+    the raw logits when greedy, as the batched generator reports them and verl's actor computes them."""
+    if not token_ids:
+        return []
+    logits = model(input_ids=torch.tensor([prompt_ids + token_ids])).logits[0].float()
+    scale = temperature if temperature > 0 else 1.0
+    steps = torch.log_softmax(logits[len(prompt_ids) - 1 : -1] / scale, dim=-1)
+    return steps.gather(1, torch.tensor(token_ids)[:, None])[:, 0].tolist()

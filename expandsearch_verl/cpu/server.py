@@ -2,17 +2,16 @@
 
 verl's agent loop reaches it through `LLMServerClient.generate` (`server.generate.remote(...)`),
 and the trainer's weight sync through `HFServerAdapter.update_weights` (replica.py), which streams
-the actor's tensors into `load_weights` after every update. The control calls verl makes on a
-server (`wake_up`, `sleep`, `abort_all_requests`, ...) free or hold GPU memory in vLLM and SGLang;
-here there is nothing to free, so they only keep the protocol. One generation runs at a time (the
-CPU's cores are all its own); concurrent requests queue.
+the actor's tensors into `load_weights` after every update. `hf` generates with the project's
+batched engine (`retriever_server.generation`: concurrent requests share one `model.generate`,
+vLLM's stop/EOS/log-prob semantics); `scripted` writes `ScriptedPolicy`'s turns and scores them
+with the same model. The control calls verl makes on a server (`wake_up`, `sleep`, ...) free or
+refill GPU memory in vLLM and SGLang; on a CPU there is nothing to free, so they keep the protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import threading
 from typing import Any
 
@@ -20,38 +19,32 @@ import torch
 from verl.utils.fs import copy_to_local
 from verl.workers.rollout.replica import TokenOutput
 
-from expandsearch_verl.cpu.generation import Generated, Sampling, end_token_ids, generate, score
-from expandsearch_verl.cpu.scripted import ScriptedPolicy
-
-logger = logging.getLogger(__name__)
-logger.setLevel(os.environ.get("EXPANDSEARCH_LOGGING_LEVEL", "WARNING").upper())
+from expandsearch_verl.cpu.scripted import ScriptedPolicy, score
+from retriever_server.generation import BatchedGenerator, GenerationError, SamplingParams
 
 POLICIES = ("hf", "scripted")
 
 
 class HFRolloutServer:
-    """Generates for verl's agent loop and receives the actor's weights; `policy` picks who writes:
-    `hf` samples from the model, `scripted` writes `ScriptedPolicy`'s turns scored by the model."""
+    """Generates for verl's agent loop and receives the actor's weights."""
 
     def __init__(
-        self, model_path: str, tokenizer_path: str | None, rollout_config: Any, policy: str, seed: int
+        self, model_path: str, tokenizer_path: str | None, rollout_config: Any, policy: str, batch_size: int
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if policy not in POLICIES:
             raise ValueError(f"rollout policy {policy!r} is not one of {POLICIES}")
-        local = copy_to_local(model_path)
         self.tokenizer = AutoTokenizer.from_pretrained(copy_to_local(tokenizer_path or model_path))
         self.model = AutoModelForCausalLM.from_pretrained(
-            local, dtype=torch.float32, attn_implementation="sdpa"
+            copy_to_local(model_path), dtype=torch.float32, attn_implementation="sdpa"
         ).eval()
-        self.end_ids = end_token_ids(local, self.model, self.tokenizer)
         self.max_model_len = int(
             rollout_config.max_model_len or rollout_config.prompt_length + rollout_config.response_length
         )
+        self.engine = BatchedGenerator(self.model, self.tokenizer, batch_size=batch_size, name="rollout")
         self.scripted = ScriptedPolicy(self.tokenizer) if policy == "scripted" else None
-        self.generator = torch.Generator().manual_seed(seed)
-        self.busy = threading.Lock()  # the model is used by one request at a time
+        self.busy = threading.Lock()  # scripted turns and their weight loads take the model in turn
         self.global_steps: int | None = None
         self.weight_loads = 0
 
@@ -65,49 +58,58 @@ class HFRolloutServer:
         **kwargs: Any,
     ) -> TokenOutput:
         if image_data or video_data or kwargs.get("audio_data"):
-            raise ValueError("the HF rollout is text-only: image, video and audio inputs are not supported")
+            raise GenerationError(
+                "the HF rollout is text-only: image, video and audio inputs are not supported"
+            )
+        if float(sampling_params.get("repetition_penalty", 1.0)) != 1.0:
+            raise GenerationError("repetition_penalty: the HF rollout supports 1.0 only")
         room = self.max_model_len - len(prompt_ids)
         if room < 1:
-            raise ValueError(
-                f"prompt of {len(prompt_ids)} tokens leaves no room in rollout.max_model_len={self.max_model_len}"
+            raise GenerationError(
+                f"a prompt of {len(prompt_ids)} tokens leaves no room in rollout.max_model_len={self.max_model_len}"
             )
-        sampling = Sampling.from_params(sampling_params, room)
-        result = await asyncio.to_thread(self._generate, list(prompt_ids), sampling)
+        params = SamplingParams.from_request({"max_tokens": room, **sampling_params})
+        if self.scripted is None:
+            output = await self.engine.generate(prompt_ids, params)
+            token_ids, log_probs = output.token_ids, output.log_probs
+        else:
+            token_ids, log_probs = await asyncio.to_thread(self._scripted_turn, list(prompt_ids), params)
         return TokenOutput(
-            token_ids=result.token_ids,
-            log_probs=result.log_probs if sampling.logprobs else None,
+            token_ids=token_ids,
+            log_probs=log_probs,
             stop_reason="completed",
             num_preempted=0,
             extra_fields={"global_steps": self.global_steps},
         )
 
-    def _generate(self, prompt_ids: list[int], sampling: Sampling) -> Generated:
+    def _scripted_turn(
+        self, prompt_ids: list[int], params: SamplingParams
+    ) -> tuple[list[int], list[float] | None]:
         with self.busy:
-            if self.scripted is None:
-                return generate(
-                    self.model, self.tokenizer, prompt_ids, sampling, self.end_ids, self.generator
-                )
-            token_ids = self.scripted.turn(prompt_ids, sampling.stop, sampling.max_tokens)
+            token_ids = self.scripted.turn(prompt_ids, params.stop, params.max_tokens)
             log_probs = (
-                score(self.model, prompt_ids, token_ids, sampling.temperature) if sampling.logprobs else []
+                score(self.model, prompt_ids, token_ids, params.temperature) if params.logprobs else None
             )
-            return Generated(token_ids, log_probs, "completed")
+        return token_ids, log_probs
 
-    def load_weights(
+    async def load_weights(
         self, named_tensors: list[tuple[str, torch.Tensor]], last: bool, global_steps: int | None
     ) -> int:
         """Copy one bucket of the actor's tensors into the model; returns how many loads completed."""
-        own = self.model.state_dict()
-        unknown = [name for name, _ in named_tensors if name not in own]
-        if unknown:
-            raise KeyError(f"the actor sent weights this model does not have: {unknown[:5]}")
-        with self.busy, torch.no_grad():
-            for name, tensor in named_tensors:
-                own[name].copy_(tensor.to(own[name].dtype))
+        if self.scripted is None:
+            await self.engine.load_state_dict(named_tensors)  # between two batches
+        else:
+            await asyncio.to_thread(self._load_locked, named_tensors)
         if last:
             self.weight_loads += 1
             self.global_steps = global_steps
         return self.weight_loads
+
+    def _load_locked(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
+        with self.busy:
+            unexpected = self.model.load_state_dict(dict(named_tensors), strict=False).unexpected_keys
+        if unexpected:
+            raise GenerationError(f"weights for tensors the model does not have, e.g. {unexpected[:3]}")
 
     def stats(self) -> dict[str, Any]:
         """What a test or a benchmark reads: completed weight loads and the step they came from."""
