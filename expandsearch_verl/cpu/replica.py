@@ -30,6 +30,7 @@ class HFReplica(RolloutReplica):
     """One `HFRolloutServer` per replica, next to the replica's first hybrid worker."""
 
     policy = "hf"
+    server_class: type = HFRolloutServer
 
     async def launch_servers(self) -> None:
         if len(self.workers) != self.world_size:
@@ -37,7 +38,7 @@ class HFReplica(RolloutReplica):
         node_id = await self.workers[0].__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id())
         model = self.model_config
         server = (
-            ray.remote(HFRolloutServer)
+            ray.remote(self.server_class)
             .options(
                 name=server_name(self.config.name, self.replica_rank),
                 num_cpus=0,  # it shares the worker's cores, as vLLM shares its GPU
