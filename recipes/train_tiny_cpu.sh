@@ -66,7 +66,7 @@ TINY=(
     trainer.resume_mode=auto                          # a second run continues from RUN_DIR/checkpoints
 )
 launch() {  # ROLLOUT is this recipe's (hf or scripted, last in the arguments), not the GPU recipe's engine
-    env -u ROLLOUT DEVICE=cpu SKIP_DOCTOR=${SKIP_DOCTOR:-1} PYTHON="$PYTHON" MODEL_PATH="$MODEL_PATH" RUN_DIR="$RUN_DIR" \
+    env -u ROLLOUT DEVICE=cpu SKIP_DOCTOR="${SKIP_DOCTOR:-1}" PYTHON="$PYTHON" MODEL_PATH="$MODEL_PATH" RUN_DIR="$RUN_DIR" \
         DATA_DIR="$DATA_DIR" RETRIEVER_URLS="$RETRIEVER_URLS" \
         ROLLOUT_N="$ROLLOUT_N" TOPK="$TOPK" MAX_TURNS="$MAX_TURNS" SQUEEZE=false \
         ACTOR_MICRO_BATCH=1 LOG_PROB_MICRO_BATCH=1 EXPERIMENT_NAME=tiny_cpu DRY_RUN="$DRY_RUN" \
