@@ -1,4 +1,4 @@
-"""Request and response models of the HTTP API (DESIGN.md, "HTTP API of retriever_server").
+"""Request and response models of the HTTP API (docs/design.md, "HTTP API of retriever_server").
 
 Types are strict (a topk of "5" or true, a query of 5, are 422s, not coerced); unknown fields are
 ignored so Search-R1's and verl's clients, which send what they send, keep working. Limits that are

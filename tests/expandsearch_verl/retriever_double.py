@@ -1,4 +1,4 @@
-"""A stand-in for retriever_server's `POST /search` (DESIGN.md) on a loopback uvicorn server.
+"""A stand-in for retriever_server's `POST /search` (docs/design.md) on a loopback uvicorn server.
 
 Word-overlap search over a six-passage corpus, fused best-first, with fault modes for the client
 tests (422, 500, slow, unreadable, transient 503s). The real server runs in the integration tests.
@@ -52,7 +52,7 @@ class SearchRequest(BaseModel):
 
 
 class FakeRetriever:
-    """DESIGN.md's `/search` over `CORPUS` (word overlap, fused best-first), with fault modes.
+    """docs/design.md's `/search` over `CORPUS` (word overlap, fused best-first), with fault modes.
 
     mode: "ok", "422", "500", "garbage" (200 with a body that is not a response); `delay_s` sleeps
     before answering; `fail_next` answers 503 to that many requests first.
