@@ -32,8 +32,8 @@ TRAINER_TIMEOUT_S = 900
 # Large enough that two updates move the tiny model's log-probs far beyond numerical noise.
 LEARNING_RATE = "1e-3"
 # |p_actor - p_rollout| over response tokens: float noise when the rollout serves the actor's
-# weights (~1e-7 here), far above it when it serves stale ones.
-SYNCED_PROB_DIFF = 1e-4
+# weights (~3e-9 here), ~5e-4 when it serves the initial ones two updates later.
+SYNCED_PROB_DIFF = 1e-5
 
 
 @dataclass
@@ -89,15 +89,17 @@ def train(run_dir: Path, model_dir: Path, retriever_url: str, *overrides: str, *
         PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent)]),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         MODEL_PATH=str(model_dir),
-        ROLLOUT="scripted",
         RETRIEVER_URLS=retriever_url,
         RUN_DIR=str(run_dir),
         SAVE_FREQ="1",
         LR=LEARNING_RATE,
+        TOPK="1",  # short observations: the tiny tokenizer spends ~4 tokens a word
+        MAX_PROMPT_LENGTH="640",
+        MAX_RESPONSE_LENGTH="1024",
         LOGGER="[console,file]",
         VERL_FILE_LOGGER_PATH=str(run_dir / f"metrics-{len(list(run_dir.glob('metrics-*')))}.jsonl"),
-        **env,
     )
+    base_env.update({"ROLLOUT": "scripted", **env})
     dry = subprocess.run(
         ["bash", str(REPO / "recipes/train_tiny_cpu.sh"), *overrides],
         env={**base_env, "DRY_RUN": "1"},
