@@ -9,6 +9,7 @@ the CPU generator, zero or host-memory figures). Chosen with `VERL_PLATFORM=cpu`
 from __future__ import annotations
 
 import contextlib
+import os
 import types
 from typing import Any
 
@@ -145,6 +146,12 @@ class CPUPlatform(PlatformBase):
 
     def cudart(self) -> Any:
         return None
+
+
+def use_all_cores() -> None:
+    """Ray starts actors with OMP_NUM_THREADS=1 (they reserve no CPU here); the trainer's phases take
+    turns (generate, then log-probs, then update), so the one working at a time may use every core."""
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
 
 
 def register_platform() -> None:

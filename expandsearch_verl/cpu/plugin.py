@@ -11,7 +11,7 @@ from __future__ import annotations
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
 from expandsearch_verl.cpu import verl_internals
-from expandsearch_verl.cpu.platform import register_platform
+from expandsearch_verl.cpu.platform import register_platform, use_all_cores
 
 ADAPTER = "expandsearch_verl.cpu.replica.HFServerAdapter"
 
@@ -39,6 +39,7 @@ def activate() -> None:
     if verl_internals.is_verl_worker():
         verl_internals.register_cpu_engines()
         verl_internals.join_worker_process_group()
+        use_all_cores()
 
 
 activate()

@@ -19,6 +19,7 @@ import torch
 from verl.utils.fs import copy_to_local
 from verl.workers.rollout.replica import TokenOutput
 
+from expandsearch_verl.cpu.platform import use_all_cores
 from expandsearch_verl.cpu.scripted import ScriptedPolicy, score
 from retriever_server.generation import BatchedGenerator, GenerationError, SamplingParams
 
@@ -35,6 +36,7 @@ class HFRolloutServer:
 
         if policy not in POLICIES:
             raise ValueError(f"rollout policy {policy!r} is not one of {POLICIES}")
+        use_all_cores()
         self.tokenizer = AutoTokenizer.from_pretrained(copy_to_local(tokenizer_path or model_path))
         self.model = AutoModelForCausalLM.from_pretrained(
             copy_to_local(model_path), dtype=torch.float32, attn_implementation="sdpa"
