@@ -20,6 +20,10 @@ from verl.workers.rollout.replica import RolloutReplica
 
 from expandsearch_verl.cpu.server import HFRolloutServer
 
+_HYBRID_ONLY = (
+    "the hf/scripted rollouts run colocated with the actor only (actor_rollout_ref.hybrid_engine=True)"
+)
+
 
 def server_name(rollout_name: str, replica_rank: int) -> str:
     """The Ray actor name of a replica's server: the adapter in the worker finds it by this name."""
@@ -69,11 +73,6 @@ class ScriptedReplica(HFReplica):
     """The HF server writing `ScriptedPolicy`'s turns (tests of the real trainer reach the retriever)."""
 
     policy = "scripted"
-
-
-_HYBRID_ONLY = (
-    "the hf/scripted rollouts run colocated with the actor only (actor_rollout_ref.hybrid_engine=True)"
-)
 
 
 class HFServerAdapter(BaseRollout):
