@@ -169,7 +169,8 @@ def test_rewards_differ_within_a_group_and_the_update_is_real(first_run):
         assert metrics["critic/advantages/max"] > 0 > metrics["critic/advantages/min"]
         assert math.isfinite(metrics["actor/pg_loss"])
         assert math.isfinite(metrics["actor/grad_norm"]) and metrics["actor/grad_norm"] > 0
-        assert "actor/kl_loss" in metrics  # GRPO with KL: the reference model ran
+    # GRPO with KL: the reference (lr 0) stays at the start while the actor moves away from it
+    assert abs(run.metrics[1]["actor/kl_loss"]) < 1e-6 < run.metrics[2]["actor/kl_loss"]
 
 
 def test_the_rollout_serves_the_updated_weights(first_run):
