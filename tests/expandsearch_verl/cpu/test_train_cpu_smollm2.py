@@ -39,8 +39,7 @@ def test_tiny_recipe_trains_smollm2_on_cpu(tmp_path, smollm2_dir, free_port):
     for line in steps.values():  # verl's console metrics, with the search metrics of the trajectories
         metrics = dict(item.split(":", 1) for item in line.split(" - "))
         assert "tool_call_counts/mean" in metrics and "actor/pg_loss" in metrics
-        assert (
-            float(metrics["training/rollout_probs_diff_max"]) < 1e-2
-        )  # the rollout serves the actor's weights
+        # the rollout serves the actor's weights (measured: ~2e-5)
+        assert float(metrics["training/rollout_probs_diff_max"]) < 1e-3
     assert (tmp_path / "run" / "checkpoints" / "global_step_2").is_dir()
     assert any(key.startswith("val-core/") for key in steps[2].split(" - "))
