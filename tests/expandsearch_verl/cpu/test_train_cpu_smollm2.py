@@ -34,7 +34,8 @@ def test_tiny_recipe_trains_smollm2_on_cpu(tmp_path, smollm2_dir, free_port):
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-8000:]
-    steps = {int(m.group(1)): m.group(0) for m in re.finditer(r"^step:(\d+) - .*$", log, re.MULTILINE)}
+    # verl's console line per step; Ray prefixes it with the actor's name
+    steps = {int(m.group(1)): m.group(0) for m in re.finditer(r"\bstep:(\d+) - .*$", log, re.MULTILINE)}
     assert sorted(steps) == [1, 2], log[-4000:]
     for line in steps.values():  # verl's console metrics, with the search metrics of the trajectories
         metrics = dict(item.split(":", 1) for item in line.split(" - "))
