@@ -91,12 +91,6 @@ class AgentLoopConfig:
             "token budget of one observation's text, cut at document boundaries (squeezer cap 512; Search-R1: 500)"
         ),
     )
-    max_retrieved_passages: int = field(
-        default=30,
-        metadata=_doc(
-            "raw passages kept per trajectory in extra_fields['retrieved_passages'] for the reward's retrieval hit"
-        ),
-    )
     timeout_s: float = field(
         default=30.0, metadata=_doc("seconds one /search attempt may take (ExpandSearch tool: 30)")
     )
@@ -224,7 +218,6 @@ _RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
         (name, "must be >= 0", _non_negative)
         for name in (
             "max_retries",
-            "max_retrieved_passages",
             "backoff_s",
             "backoff_max_s",
             "breaker_cooldown_s",

@@ -111,6 +111,9 @@ ROLLOUT=(
 AGENT=(
     actor_rollout_ref.rollout.agent.agent_loop_config_path="$AGENT_LOOP_CONFIG"   # rows say agent_name=expandsearch_agent
 )
+if [[ "${USE_V1,,}" == false || "$USE_V1" == 0 ]]; then  # the legacy trainer logs timing_s/search/* every step
+    AGENT+=(+actor_rollout_ref.rollout.agent.agent_loop_manager_class=expandsearch_verl.search_metrics.SearchMetricsAgentLoopManager)
+fi
 CRITIC=(
     critic.model.path="$CRITIC_MODEL_PATH"
     critic.optim.lr=1e-5                                  # [ferret, SR1]

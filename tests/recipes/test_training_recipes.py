@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from expandsearch_verl.doctor import Preflight
 from expandsearch_verl.doctor.report import Status
 from expandsearch_verl.doctor.verl_config import check_batches, check_config
+from expandsearch_verl.search_metrics import MANAGER_CLASS
 
 TRAINING_RECIPES = [
     "train_expandsearch_ppo_qwen2.5-3b.sh",
@@ -68,6 +69,8 @@ def test_recipe_composes_validates_and_divides(recipe, recipe_env, dry_run, chat
     assert config.reward.custom_reward_function.path == "pkg://expandsearch_verl.reward"
     assert config.trainer.use_v1 is False and config.actor_rollout_ref.rollout.name == "vllm"
     assert config.actor_rollout_ref.rollout.max_model_len == 4096 + 3000
+    # every training step logs the search metrics (expandsearch_verl/search_metrics.py)
+    assert config.actor_rollout_ref.rollout.agent.agent_loop_manager_class == MANAGER_CLASS
     results = batches_of(argv[3:])
     assert [r.status for r in results] == [Status.PASS], results
 
@@ -141,6 +144,7 @@ def test_toggles_and_extra_overrides_reach_the_launch_line(recipe_env, dry_run, 
     ]  # "$@" goes last and wins
     config, _, _ = compose_and_validate(argv[3:])
     assert config.trainer.total_training_steps == 300 and config.trainer.use_v1 is True
+    assert "agent_loop_manager_class" not in config.actor_rollout_ref.rollout.agent  # V1 needs its TQ manager
     loop = agent_loop_of(config)
     assert (
         loop.retriever_urls == ["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
