@@ -34,6 +34,7 @@ LEARNING_RATE = "1e-3"
 # |p_actor - p_rollout| over response tokens: float noise when the rollout serves the actor's
 # weights (~3e-9 here), ~5e-4 when it serves the initial ones two updates later.
 SYNCED_PROB_DIFF = 1e-5
+SEARCH = "timing_s/search/"  # the agent loop's search metrics in verl's step metrics (search_metrics.py)
 
 
 @dataclass
@@ -158,7 +159,10 @@ def test_searches_reach_the_retriever_and_its_metrics_reach_verl(first_run):
     _, run, searched = first_run
     assert searched >= 2 * 2 * 2  # 2 steps x 2 prompts x 2 copies, one search each (plus validation)
     for step in (1, 2):
-        assert run.metrics[step]["tool_call_counts/mean"] > 0
+        metrics = run.metrics[step]  # the search metrics of the step's trajectories, every step
+        assert metrics[f"{SEARCH}searches/mean"] == 1 and metrics[f"{SEARCH}queries/mean"] >= 1
+        assert metrics[f"{SEARCH}failure_rate"] == 0 and metrics[f"{SEARCH}observation_tokens/min"] > 0
+        assert metrics[f"{SEARCH}latency_ms"] > 0 and metrics["tool_call_counts/mean"] == 1
 
 
 def test_rewards_differ_within_a_group_and_the_update_is_real(first_run):
@@ -206,5 +210,9 @@ def test_a_stale_rollout_is_caught(first_run, resumed_run):
 
 def test_a_retriever_dying_mid_step_is_survived_and_counted(resumed_run):
     _, run, dying = resumed_run
-    assert dying.answered == 2 and run.metrics[3]["tool_call_counts/mean"] > 0
-    assert "actor/pg_loss" in run.metrics[3]  # the step completed
+    metrics = run.metrics[3]
+    assert dying.answered == 2 and dying.refused >= 2
+    assert "actor/pg_loss" in metrics  # the step completed
+    # every trajectory searched; the two searched after the retriever died failed, and say so
+    assert metrics[f"{SEARCH}searches/mean"] == 1
+    assert metrics[f"{SEARCH}failures/max"] == 1 and metrics[f"{SEARCH}failure_rate"] == 0.5

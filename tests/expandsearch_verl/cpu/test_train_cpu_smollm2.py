@@ -14,6 +14,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
+def number(text: str) -> float:
+    """A value of verl's console line: `0.5` or `np.float64(0.5)`."""
+    return float(re.sub(r"^np\.\w+\((.*)\)$", r"\1", text))
+
+
 @pytest.mark.slow
 def test_tiny_recipe_trains_smollm2_on_cpu(tmp_path, smollm2_dir, free_port):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("VERL_", "RAY_"))}
@@ -39,8 +44,10 @@ def test_tiny_recipe_trains_smollm2_on_cpu(tmp_path, smollm2_dir, free_port):
     assert sorted(steps) == [1, 2], log[-4000:]
     for line in steps.values():  # verl's console metrics, with the search metrics of the trajectories
         metrics = dict(item.split(":", 1) for item in line.split(" - "))
-        assert "tool_call_counts/mean" in metrics and "actor/pg_loss" in metrics
+        assert {"timing_s/search/searches/mean", "timing_s/search/failure_rate", "actor/pg_loss"} <= set(
+            metrics
+        )
         # the rollout serves the actor's weights (measured: ~2e-5)
-        assert float(metrics["training/rollout_probs_diff_max"]) < 1e-3
+        assert number(metrics["training/rollout_probs_diff_max"]) < 1e-3
     assert (tmp_path / "run" / "checkpoints" / "global_step_2").is_dir()
     assert any(key.startswith("val-core/") for key in steps[2].split(" - "))
