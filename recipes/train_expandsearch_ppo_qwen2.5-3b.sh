@@ -150,6 +150,10 @@ DEVICE_OVERRIDES=()
 case "$DEVICE" in
     gpu) ;;
     cpu)
+        if [[ "${USE_V1,,}" == true || "$USE_V1" == 1 ]]; then
+            echo "USE_V1=$USE_V1: with DEVICE=cpu leave it out (the CPU backend runs the legacy trainer)" >&2
+            exit 2
+        fi
         CPU_OVERRIDES=$("$PYTHON" -m expandsearch_verl.cpu overrides "$@")
         mapfile -t DEVICE_OVERRIDES <<< "$CPU_OVERRIDES"
         mapfile -t DEVICE_ENV < <("$PYTHON" -m expandsearch_verl.cpu env)

@@ -61,6 +61,11 @@ def test_a_gpu_only_argument_stops_with_the_fix(recipe_env, run_recipe, argument
     assert argument in result.stderr and fix in result.stderr
 
 
+def test_the_v1_trainer_is_refused(recipe_env, run_recipe):
+    result = run_recipe(GRPO, recipe_env(DEVICE="cpu", USE_V1="True"))
+    assert result.returncode == 2 and "USE_V1=True: with DEVICE=cpu leave it out" in result.stderr
+
+
 def test_an_unknown_device_is_refused(recipe_env, run_recipe):
     result = run_recipe(GRPO, recipe_env(DEVICE="tpu"))
     assert result.returncode == 2 and "DEVICE=tpu: must be gpu or cpu" in result.stderr
