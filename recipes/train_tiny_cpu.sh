@@ -69,7 +69,7 @@ launch() {  # ROLLOUT is this recipe's (hf or scripted, last in the arguments), 
     env -u ROLLOUT DEVICE=cpu SKIP_DOCTOR="${SKIP_DOCTOR:-1}" PYTHON="$PYTHON" MODEL_PATH="$MODEL_PATH" RUN_DIR="$RUN_DIR" \
         DATA_DIR="$DATA_DIR" RETRIEVER_URLS="$RETRIEVER_URLS" \
         ROLLOUT_N="$ROLLOUT_N" TOPK="$TOPK" MAX_TURNS="$MAX_TURNS" SQUEEZE=false \
-        ACTOR_MICRO_BATCH=1 LOG_PROB_MICRO_BATCH=1 EXPERIMENT_NAME=tiny_cpu DRY_RUN="$DRY_RUN" \
+        USE_DYNAMIC_BSZ=False ACTOR_MICRO_BATCH=1 LOG_PROB_MICRO_BATCH=1 EXPERIMENT_NAME=tiny_cpu DRY_RUN="$DRY_RUN" \
         bash "$REPO_ROOT/recipes/train_expandsearch_grpo_qwen2.5-3b.sh" "${TINY[@]}" "$@"
 }
 if [[ "$DRY_RUN" == 1 ]]; then
