@@ -65,6 +65,7 @@ LOGGER=${LOGGER:-[console]}                               # [console,wandb] to l
 DRY_RUN=${DRY_RUN:-0}                                     # 1: print the launch command and exit
 SKIP_DOCTOR=${SKIP_DOCTOR:-0}                             # 1: launch without the preflight
 read -r -a DOCTOR_FLAGS <<< "${DOCTOR_FLAGS:-}"           # e.g. DOCTOR_FLAGS="--skip gpus"
+DEVICE=${DEVICE:-gpu}                                     # cpu: verl's trainer on this machine's CPU (docs/train-on-cpu.md)
 if [[ "$ROLLOUT_ENGINE" != vllm && "$ROLLOUT_ENGINE" != sglang ]]; then
     echo "ROLLOUT=$ROLLOUT_ENGINE: expected vllm or sglang" >&2
     exit 2
@@ -190,10 +191,29 @@ TRAINER=(
     trainer.default_local_dir="$RUN_DIR/checkpoints"
     trainer.validation_data_dir="$RUN_DIR/validation"     # one JSONL of every validation trajectory per test
 )
+# DEVICE=cpu adds only the CPU backend's overrides (expandsearch_verl/cpu/overrides.py says why each) after the
+# recipe's and before yours, and the two variables that make verl load it; a GPU-only argument of yours stops here.
+DEVICE_ENV=()
+DEVICE_OVERRIDES=()
+case "$DEVICE" in
+    gpu) ;;
+    cpu)
+        if [[ "${USE_V1,,}" == true || "$USE_V1" == 1 ]]; then
+            echo "USE_V1=$USE_V1: with DEVICE=cpu leave it out (the CPU backend runs the legacy trainer)" >&2
+            exit 2
+        fi
+        CPU_OVERRIDES=$("$PYTHON" -m expandsearch_verl.cpu overrides "$@")
+        mapfile -t DEVICE_OVERRIDES <<< "$CPU_OVERRIDES"
+        mapfile -t DEVICE_ENV < <("$PYTHON" -m expandsearch_verl.cpu env)
+        export "${DEVICE_ENV[@]}"
+        DOCTOR_FLAGS+=(--skip gpus)
+        ;;
+    *) echo "DEVICE=$DEVICE: must be gpu or cpu" >&2; exit 2 ;;
+esac
 OVERRIDES=("${DATA[@]}" "${ALGORITHM[@]}" "${ACTOR[@]}" "${ROLLOUT[@]}" "${MICRO_BATCHES[@]}" "${AGENT[@]}" "${CRITIC[@]}"
-           "${REWARD[@]}" "${TRAINER[@]}" "$@")
+           "${REWARD[@]}" "${TRAINER[@]}" "${DEVICE_OVERRIDES[@]}" "$@")
 if [[ "$DRY_RUN" == 1 ]]; then
-    printf '%s\n' "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}"
+    printf '%s\n' ${DEVICE_ENV[@]:+env "${DEVICE_ENV[@]}"} "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}"
     exit 0
 fi
 if [[ "$SKIP_DOCTOR" != 1 ]]; then

@@ -78,6 +78,22 @@ RECIPE_VARIABLES = (
     "CRITIC_TOKENS_PER_GPU",
     "VAL_MAX_SAMPLES",
     "VAL_BATCH_SIZE",
+    # DEVICE=cpu and recipes/train_tiny_cpu.sh
+    "DEVICE",
+    "STEPS",
+    "SAVE_FREQ",
+    "TEST_FREQ",
+    "VAL_BEFORE_TRAIN",
+    "BATCH",
+    "MAX_PROMPT_LENGTH",
+    "MAX_RESPONSE_LENGTH",
+    "LR",
+    "VAL_DATASETS",
+    "VAL_PER_DATASET",
+    "RETRIEVER_PORT",
+    "RETRIEVER_TIMEOUT",
+    "VERL_PLATFORM",
+    "VERL_USE_EXTERNAL_MODULES",
 )
 
 
