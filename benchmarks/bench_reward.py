@@ -4,14 +4,18 @@
 
 Trajectories are synthetic but shaped like real rollouts: 1-3 search turns, each with three query
 variants; observations are a squeezer-sized summary (`tool_call`, ExpandSearch) or five raw
-passages (`tags`); the agent loop's `extra_info` carries ~22 unique raw passages of ~100 words per
-search (3 variants x top-10, de-duplicated), some with non-ASCII text, and the gold answer in about
-half of the trajectories. Answers: 40 % correct, 40 % wrong, 10 % malformed, 10 % cut off.
+passages (`tags`); each search retrieves ~22 unique raw passages of ~100 words (3 variants x
+top-10, de-duplicated), some with non-ASCII text, with the gold answer in about half of the
+trajectories. Answers: 40 % correct, 40 % wrong, 10 % malformed, 10 % cut off.
 
-Rows: each protocol with the loop's extra_info (training), and with the response text only
-(rescoring an old dump). verl's `search_r1_like_qa_em.compute_score` (EM only: no format, F1 or
-retrieval hit) runs on the same responses in the same process, for a ratio that load on a shared
-machine does not move much. A second table splits one call into its stages.
+Rows, per protocol, by what `extra_info` carries besides the row's own fields:
+  agent loop       the loop's `extra_fields` (training): counts, the retrieval hit it decided at
+                   search time, document ids
+  old dump         an older loop's fields: counts and the raw passages (the hit is computed here)
+  protocol only    nothing from the loop (rescoring a bare dump): everything from the text
+verl's `search_r1_like_qa_em.compute_score` (EM only: no format, F1 or retrieval hit) runs on the
+same responses in the same process, for a ratio that load on a shared machine does not move much.
+A second table splits one call into its stages, and shows what deciding the hit costs the loop.
 """
 
 from __future__ import annotations
@@ -58,8 +62,8 @@ def _passage(rng: random.Random, gold: str | None) -> str:
     return f"{_sentence(rng, 3)[:-1]}\n{text}"
 
 
-def make_trajectory(rng: random.Random, protocol: str) -> tuple[str, dict, dict]:
-    """(response, ground_truth, extra_info from the loop) of one synthetic rollout."""
+def make_trajectory(rng: random.Random, protocol: str) -> tuple[str, dict, dict, list[str]]:
+    """(response, ground_truth, extra_info with the loop's fields, passages retrieved) of one rollout."""
     gold = rng.choice(ANSWERS)
     golds = [gold, *(f"{gold} {rng.choice(WORDS)}" for _ in range(rng.randrange(3)))]
     hit = rng.random() < 0.5
@@ -91,15 +95,28 @@ def make_trajectory(rng: random.Random, protocol: str) -> tuple[str, dict, dict]
         final = f"<think>{_sentence(rng, 30)}"
     elif roll >= 0.8:  # prose outside the tags
         final = f"{_sentence(rng, 10)}\n{final}"
-    extra_info = {
+    loop_golds = normalized_golds(golds)
+    extra_info = {  # the row's extra_info merged with the loop's extra_fields (trajectory.py)
         "index": 0,
         "split": "test",
+        "question": _sentence(rng, 12),
         "protocol": protocol,
         "num_searches": len(turns),
         "num_queries": n_queries,
-        "retrieved_passages": passages,
+        "num_unique_docs": len(passages),
+        "squeezed_fraction": 1.0 if protocol == "tool_call" else 0.0,
+        "search_latency_ms": 20.0,
+        "observation_tokens": 400 * len(turns),
+        "invalid_actions": 0,
+        "search_failures": 0,
+        "retrieval_hit": 1.0 if answer_in_passages(loop_golds, passages) else 0.0,
+        "tool_call_counts": len(turns),
+        "retrieved_ids": [str(rng.randrange(21_000_000)) for _ in passages],
+        "turn_scores": [],
+        "tool_rewards": [],
+        "num_turns": 2 * len(turns) + 2,
     }
-    return "".join(turns) + final, {"target": golds}, extra_info
+    return "".join(turns) + final, {"target": golds}, extra_info, passages
 
 
 def _our_score(responses: list[str], truths: list[dict], infos: list[dict], i: int) -> object:
@@ -122,21 +139,39 @@ def rate(score_one: Callable[[int], object], args: argparse.Namespace) -> float:
 
 
 def stage_costs(
-    responses: list[str], truths: list[dict], infos: list[dict], args: argparse.Namespace
+    responses: list[str],
+    truths: list[dict],
+    passages: list[list[str]],
+    protocol: str,
+    args: argparse.Namespace,
 ) -> dict:
     """Microseconds per call of each stage of compute_score, to show where the time goes."""
-    protocol = infos[0]["protocol"]
     golds = [normalized_golds(golden_answers(truth)) for truth in truths]
     scans = [scan_response(response, protocol) for response in responses]
-    passages = [info["retrieved_passages"] for info in infos]
     stages = {
         "scan (format, counts)": lambda i: scan_response(responses[i], protocol),
         "extract answer": lambda i: extract_answer(responses[i], protocol),
         "golds + EM/F1": lambda i: score_answer(extract_answer(responses[i], protocol), golds[i]),
-        "retrieval hit, loop passages": lambda i: answer_in_passages(golds[i], passages[i]),
+        "retrieval hit, old dump's passages": lambda i: answer_in_passages(golds[i], passages[i]),
         "retrieval hit, observations": lambda i: answer_in_passages(golds[i], scans[i].observations),
+        "retrieval hit at search time (in the loop, not the reward)": lambda i: answer_in_passages(
+            golds[i], passages[i]
+        ),
     }
     return {name: 1e6 / rate(stage, args) for name, stage in stages.items()}
+
+
+def extra_infos(rollouts: list[tuple], label: str) -> list[dict]:
+    """The `extra_info` of each rollout for one row of the table (module docstring)."""
+    if label == "agent loop":
+        return [info for _, _, info, _ in rollouts]
+    if label == "old dump":
+        keep = ("index", "split", "question", "protocol", "num_searches", "num_queries")
+        return [
+            {**{key: info[key] for key in keep}, "retrieved_passages": found}
+            for _, _, info, found in rollouts
+        ]
+    return [{"protocol": info["protocol"]} for _, _, info, _ in rollouts]
 
 
 def main() -> None:
@@ -152,24 +187,26 @@ def main() -> None:
     rows, stages = [], {}
     for protocol in ("tags", "tool_call"):
         rollouts = [make_trajectory(rng, protocol) for _ in range(args.samples)]
-        responses = [response for response, _, _ in rollouts]
-        truths = [truth for _, truth, _ in rollouts]
+        responses = [response for response, _, _, _ in rollouts]
+        truths = [truth for _, truth, _, _ in rollouts]
+        passages = [found for _, _, _, found in rollouts]
         chars = statistics.mean(map(len, responses))
         with contextlib.redirect_stdout(io.StringIO()):  # verl prints 1 sample in 64
             verl_rate = rate(
                 partial(_verl_score, search_r1_like_qa_em.compute_score, responses, truths), args
             )
-        for label, keep in (("agent loop", None), ("protocol only", ("protocol",))):
-            infos = [info if keep is None else {k: info[k] for k in keep} for _, _, info in rollouts]
+        for label in ("agent loop", "old dump", "protocol only"):
+            infos = extra_infos(rollouts, label)
             ours = rate(partial(_our_score, responses, truths, infos), args)
-            passages = statistics.mean(len(info.get("retrieved_passages", ())) for info in infos)
+            size = statistics.mean(len(json.dumps(info)) for info in infos)
             rows.append(
-                f"| {protocol} | {label} | {chars:.0f} | {passages:.0f} | {ours:,.0f} | {verl_rate:,.0f} | {ours / verl_rate:.2f} |"
+                f"| {protocol} | {label} | {chars:.0f} | {size:,.0f} | {ours:,.0f} | {verl_rate:,.0f} | {ours / verl_rate:.2f} |"
             )
-        stages[protocol] = stage_costs(responses, truths, [info for _, _, info in rollouts], args)
+        stages[protocol] = stage_costs(responses, truths, passages, protocol, args)
 
     print(
-        "| protocol | extra_info | response chars | passages | scores/s | verl search_r1_like_qa_em scores/s | ratio |"
+        "| protocol | extra_info | response chars | extra_info bytes (JSON) | scores/s "
+        "| verl search_r1_like_qa_em scores/s | ratio |"
     )
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))

@@ -19,7 +19,8 @@ from data_prep.catalog import HUB_DATASET, TEST_DATASETS, TRAIN_DATASETS, parse_
 from data_prep.errors import DataPrepError
 from data_prep.flashrag import SAMPLES_DIR
 from data_prep.parquet import refuse_existing, write_tables
-from data_prep.templates import MAX_VARIANTS, PROTOCOLS, STRATEGIES
+from data_prep.templates import MAX_VARIANTS, STRATEGIES
+from expandsearch_verl.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-datasets", default=",".join(TRAIN_DATASETS), help="comma list; '' for none")
     parser.add_argument("--test-datasets", default=",".join(TEST_DATASETS), help="comma list; '' for none")
     parser.add_argument("--strategy", choices=STRATEGIES, default="expandsearch", help="prompt strategy")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="tags", help="action protocol of the agent")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL, help="action protocol of the agent"
+    )
     parser.add_argument(
         "--num-variants",
         type=int,

@@ -10,8 +10,9 @@ the question as the user turn. The action syntax must match what the agent loop 
 
 from __future__ import annotations
 
+from expandsearch_verl.protocols import PROTOCOLS
+
 STRATEGIES = ("expandsearch", "searchr1")
-PROTOCOLS = ("tags", "tool_call")
 MAX_VARIANTS = 10
 
 _ROLE = (

@@ -15,7 +15,8 @@ The algorithm (each step is numbered the same way in `run`):
         `<information>`; `tool_call` appends it as a chat `tool` message through verl's
         continuous-token builder, so the template's scaffold tokens are exact. If it would leave no
         room to generate, the trajectory ends there instead.
-  3. Return at most `response_length` tokens, and the search metrics in `extra_fields`.
+  3. Return at most `response_length` tokens, and the search metrics in `extra_fields` (numbers:
+     the retrieval hit is decided at each search against the row's gold answers).
 
 What we changed against the references: every turn that neither answers nor searches properly gets
 feedback and the trajectory goes on (Search-R1 does; verl's ToolAgentLoop ends silently); all
@@ -31,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
@@ -50,6 +52,7 @@ from expandsearch_verl.protocols import (
     search_tool_schema,
     usage,
 )
+from expandsearch_verl.qa_metrics import golden_answers, normalized_golds
 from expandsearch_verl.retriever_client import SearchError, SearchResult, shared_client
 from expandsearch_verl.trajectory import Trajectory
 
@@ -104,7 +107,9 @@ class ExpandSearchAgentLoop(AgentLoopBase):
 
         # 1. The prompt, through the chat template.
         prompt_ids = await self.ct_build_initial_tokens(messages, tools=tools)
-        trajectory = Trajectory(prompt_ids, with_logprobs=bool(sampling_params.get("logprobs")))
+        trajectory = Trajectory(
+            prompt_ids, with_logprobs=bool(sampling_params.get("logprobs")), golds=_golds(kwargs)
+        )
 
         for turn in range(1, self.settings.max_turns + 1):
             remaining = self.response_length - len(trajectory.response_ids)
@@ -147,7 +152,7 @@ class ExpandSearchAgentLoop(AgentLoopBase):
             response_logprobs=trajectory.response_logprobs[:length] if trajectory.with_logprobs else None,
             num_turns=1 + trajectory.assistant_turns + trajectory.observation_turns,
             metrics=metrics,
-            extra_fields=trajectory.extra_fields(length, self.settings.max_retrieved_passages),
+            extra_fields=trajectory.extra_fields(length),
         )
 
     def _protocol(self, extra_info: dict[str, Any]) -> str:
@@ -309,3 +314,14 @@ class ExpandSearchAgentLoop(AgentLoopBase):
         if token_id is None or token_id == self.tokenizer.unk_token_id:
             token_id = self.tokenizer.eos_token_id
         return token_id
+
+
+def _golds(row: dict[str, Any]) -> list[str]:
+    """The row's normalised gold answers (none when it has no usable ground truth: the reward
+    reports a malformed one; the rollout goes on)."""
+    reward_model = row.get("reward_model")
+    try:
+        ground_truth = reward_model["ground_truth"] if isinstance(reward_model, Mapping) else None
+        return normalized_golds(golden_answers(ground_truth))
+    except (KeyError, ValueError):
+        return []

@@ -24,8 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from expandsearch_verl.protocols import OBSERVATION_TAG
+
 BLANK = "\n\n"  # ends every block: notes, each document, a summary
-TAGS_OPEN, TAGS_CLOSE = "\n\n<information>\n", "</information>\n\n"
+_INFORMATION = OBSERVATION_TAG["tags"]
+TAGS_OPEN, TAGS_CLOSE = f"\n\n<{_INFORMATION}>\n", f"</{_INFORMATION}>\n\n"
 _CHUNK = 4  # documents tokenized per call on a cache miss; the budget is usually met in the first
 _CACHE_SIZE = 1 << 14  # documents whose ids are kept, per tokenizer (~20 MB: texts as keys, int32 ids)
 

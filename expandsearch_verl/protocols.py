@@ -1,13 +1,17 @@
-"""The two action protocols: what the policy writes, and how we read it.
+"""The two action protocols: what the policy writes, and how we read it (the loop and the reward).
 
-`tags` (Search-R1 family): `<search>` with one query per line `</search>`, or `<answer> … </answer>`.
+`tags` (Search-R1 family): `<search>` with one query per line `</search>`, or `<answer> … </answer>`;
+the loop answers a search inside `<information>`.
 `tool_call` (hermes, chat models): `<tool_call>{"name": "search", "arguments": {"query_list": [...]}}
-</tool_call>`, or `<answer> … </answer>`.
+</tool_call>`, or `<answer> … </answer>`; the loop answers with a chat `tool` message, which the
+chat template wraps in `<tool_response>`.
 
 `parse_action` reads the decoded text of one assistant turn and never raises: whatever the model
 wrote becomes an `Action`, and everything wrong with it becomes a sentence in `Action.problems`
 that the observation shows the model. The action is the first closing tag's (generation stops at
 it), opened by the nearest opening tag before it, so a tag mentioned inside `<think>` is harmless.
+`read_search` reads one search action's body; the reward's grammar (response_format.py) reads the
+searches of a whole response with it, so both count the same queries.
 """
 
 from __future__ import annotations
@@ -15,15 +19,21 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PROTOCOLS = ("tags", "tool_call")
+Protocol = Literal["tags", "tool_call"]
+PROTOCOLS: tuple[Protocol, ...] = ("tags", "tool_call")
+DEFAULT_PROTOCOL: Protocol = "tags"
 SEARCH_TOOL_NAME = "search"
 
+# Per protocol: the tag of the search action the policy writes, and of the observation after it.
+SEARCH_TAG = {"tags": "search", "tool_call": "tool_call"}
+OBSERVATION_TAG = {"tags": "information", "tool_call": "tool_response"}
+_ACTION_TAGS = {protocol: (SEARCH_TAG[protocol], "answer") for protocol in PROTOCOLS}
 # Generation stops at the end of an action; the engine returns the tokens that completed it.
-STOP_STRINGS = {"tags": ["</search>", "</answer>"], "tool_call": ["</tool_call>", "</answer>"]}
-_ACTION_TAGS = {"tags": ("search", "answer"), "tool_call": ("tool_call", "answer")}
+STOP_STRINGS = {protocol: [f"</{tag}>" for tag in tags] for protocol, tags in _ACTION_TAGS.items()}
 _CLOSING = {protocol: re.compile("</(" + "|".join(tags) + ")>") for protocol, tags in _ACTION_TAGS.items()}
 
 
@@ -33,6 +43,10 @@ class QueryLimits:
 
     max_queries: int
     max_query_chars: int
+
+
+# What the reward reads a bare response with: the loop's caps are settings it cannot see.
+UNLIMITED = QueryLimits(max_queries=sys.maxsize, max_query_chars=sys.maxsize)
 
 
 @dataclass
@@ -63,10 +77,16 @@ def parse_action(text: str, protocol: str, limits: QueryLimits) -> Action:
     body = text[start + len(tag) + 2 : closing.start()]
     if tag == "answer":
         return Action("answer", content=text)
-    if tag == "search":
+    return read_search(protocol, body, limits, content=text if protocol == "tags" else text[:start])
+
+
+def read_search(protocol: str, body: str, limits: QueryLimits, content: str = "") -> Action:
+    """The search action whose text between its tags is `body`: "search" (maybe with problems about
+    dropped parts) or "invalid". `content` is the turn's text kept for the chat history."""
+    if protocol == "tags":
         queries, problems = normalize_queries(body.split("\n"), limits)
-        return _search_or_invalid(queries, problems, None, text)
-    return _parse_tool_call(body, limits, content=text[:start])
+        return _search_or_invalid(queries, problems, None, content)
+    return _parse_tool_call(body, limits, content)
 
 
 def normalize_queries(raw_queries: list[Any], limits: QueryLimits) -> tuple[list[str], list[str]]:
@@ -164,7 +184,7 @@ def _parse_tool_call(body: str, limits: QueryLimits, content: str) -> Action:
     call: dict[str, Any] = {"name": SEARCH_TOOL_NAME, "arguments": {}}
     try:
         parsed = json.loads(body)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         return Action(
             "invalid",
             problems=[f"the <tool_call> body is not valid JSON ({error})."],
@@ -179,7 +199,7 @@ def _parse_tool_call(body: str, limits: QueryLimits, content: str) -> Action:
         problem = f"unknown tool {name!r}; the only tool is {SEARCH_TOOL_NAME!r}."
         return Action("invalid", problems=[problem], tool_call=call, content=content)
     if isinstance(arguments, str):  # some models double-encode the arguments
-        with contextlib.suppress(json.JSONDecodeError):
+        with contextlib.suppress(json.JSONDecodeError, RecursionError):
             arguments = json.loads(arguments)
     if not isinstance(arguments, dict) or not isinstance(arguments.get("query_list"), list):
         problem = '"arguments" must be an object with "query_list", a list of query strings.'

@@ -26,7 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from expandsearch_verl.response_format import PROTOCOLS
+from expandsearch_verl.protocols import PROTOCOLS
 from expandsearch_verl.reward import RewardTable, compute_score
 from expandsearch_verl.source_table import aggregate_by_source
 

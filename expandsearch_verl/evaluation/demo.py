@@ -33,6 +33,7 @@ from expandsearch_verl.config import AgentLoopConfig
 from expandsearch_verl.evaluation.results import SUMMARY, TRAJECTORIES, load_records
 from expandsearch_verl.evaluation.search_turn import render_turn, search_turn
 from expandsearch_verl.evaluation.trajectory_view import pick_example, render
+from expandsearch_verl.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from expandsearch_verl.retriever_client import SearchError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy-model", default=POLICY, help="the policy: smollm2, an HF directory or a .gguf"
     )
-    parser.add_argument("--protocol", choices=("tags", "tool_call"), default="tags", help="action protocol")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL, help="action protocol")
     parser.add_argument("--topk", type=int, default=3, help="documents per query variant")
     parser.add_argument("--max-turns", type=int, default=3, help="policy turns per trajectory")
     parser.add_argument("--response-length", type=int, default=256, help="response budget in tokens")

@@ -11,10 +11,10 @@ with the loop's `extra_fields` and `num_turns`. A record carries (besides the ro
     searches, queries         the number of searches run, and the query variants each one sent
     retrieved_ids             the unique documents retrieved, first seen first
     score, em, f1, subem, ... every key of the reward (`SCORE_KEYS`)
-    num_unique_docs, ...      every metric of the loop (`METRIC_KEYS`, passages aside)
+    num_unique_docs, ...      every metric of the loop (`METRIC_KEYS`)
     generate_ms, latency_ms   each generate call's latency; the whole trajectory's
     extra_info                the row's, plus what the reward read from the loop (`num_searches`,
-                              `num_queries`, `retrieved_passages`), so `expandsearch score` on the
+                              `num_queries`, `retrieval_hit`), so `expandsearch score` on the
                               file reproduces every score
 """
 
@@ -24,14 +24,14 @@ from typing import Any
 
 from expandsearch_verl.evaluation.policy import GenerateCall
 from expandsearch_verl.evaluation.rows import EvalRow
-from expandsearch_verl.protocols import QueryLimits, parse_action
-from expandsearch_verl.response_format import DEFAULT_PROTOCOL, extract_answer
+from expandsearch_verl.protocols import DEFAULT_PROTOCOL, QueryLimits, parse_action
+from expandsearch_verl.response_format import extract_answer
 from expandsearch_verl.reward import compute_score
 from expandsearch_verl.trajectory import METRIC_KEYS
 
 # What the reward reads from the loop's fields; kept in the record's extra_info for rescoring.
-_REWARD_INPUTS = ("num_searches", "num_queries", "retrieved_passages")
-_RECORDED_METRICS = tuple(key for key in METRIC_KEYS if key not in ("retrieved_passages", "retrieved_ids"))
+_REWARD_INPUTS = ("num_searches", "num_queries", "retrieval_hit")
+_RECORDED_METRICS = tuple(key for key in METRIC_KEYS if key != "retrieved_ids")
 
 
 def build_record(

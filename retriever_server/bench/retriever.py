@@ -5,9 +5,8 @@ vectors of the encoder's dimension: encoding 100k passages takes over an hour on
 flat search costs the same whatever the vectors are. Queries are really encoded (MiniLM by default).
 Each client sends `/search` with 3 variants and topk 10, as an ExpandSearch turn does.
 
-    python -m retriever_server.bench                    # every table (about 20 minutes on 2 cores)
-    python -m retriever_server.bench --side-by-side-rounds 3 --concurrency 64 --rounds 1 --grpo-repeats 0 --hnsw ''
-                                                        # the side-by-side table mostly (about 8 minutes)
+    python -m retriever_server.bench        # every table of docs/benchmarks.md (about 20 minutes on 2 cores)
+    python -m retriever_server.bench --side-by-side-rounds 0            # skip the first table
     python -m retriever_server bench --url http://host:8000 --concurrency 64
 
 First, the plain Search-R1-shaped server (`baseline`) against ours at 1, 16 and 64 clients

@@ -5,7 +5,7 @@
   `AgentLoopWorker._run_agent_loop` passes, over verl's real composed trainer config; every output
   of its `run()` is checked against the invariants (`assert_invariants`).
 - `scripted`, `rule_policy`, `hf_generator`: `LLMServerClient.generate` stand-ins (engine_doubles.py).
-- `fake_retriever` / `start_retriever` / `dead_url`: DESIGN.md's `POST /search` on loopback, with
+- `fake_retriever` / `start_retriever` / `dead_url`: docs/design.md's `POST /search` on loopback, with
   fault modes (retriever_double.py); the real server is the root conftest's `demo_retriever_url`.
 """
 
@@ -183,7 +183,11 @@ def make_loop(verl_trainer_config, chat_tokenizer, fake_retriever):
 SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
 
 
-def prompt(question: str = "Where is the Eiffel Tower?", protocol: str = "tags") -> dict[str, Any]:
+def prompt(
+    question: str = "Where is the Eiffel Tower?",
+    protocol: str = "tags",
+    answers: tuple[str, ...] = ("Paris",),
+) -> dict[str, Any]:
     """`run()` kwargs for one dataset row, as `RLHFDataset` + `AgentLoopWorker` pass them."""
     return {
         "raw_prompt": [
@@ -192,6 +196,7 @@ def prompt(question: str = "Where is the Eiffel Tower?", protocol: str = "tags")
         ],
         "extra_info": {"index": 0, "split": "train", "id": "q0", "question": question, "protocol": protocol},
         "data_source": "nq",
+        "reward_model": {"style": "rule", "ground_truth": {"target": list(answers)}},
         "index": 0,
         "tools_kwargs": {},
     }

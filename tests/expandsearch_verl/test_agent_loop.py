@@ -51,7 +51,7 @@ async def test_tags_search_then_answer(
     fields = output.extra_fields
     assert (fields["num_searches"], fields["num_queries"], fields["tool_call_counts"]) == (1, 2, 1)
     assert fields["retrieved_ids"] == ["d2", "d5"] and fields["num_unique_docs"] == 2
-    assert fields["retrieved_passages"] == [f"{title}\n{text}" for title, text in docs]
+    assert fields["retrieval_hit"] == 1.0  # the row's gold answer, Paris, is in a passage
     assert (fields["invalid_actions"], fields["search_failures"], fields["squeezed_fraction"]) == (0, 0, 0.0)
     assert fields["search_latency_ms"] > 0 and output.metrics.tool_calls > 0
     assert fields["turn_scores"] == [] and fields["tool_rewards"] == []
@@ -161,13 +161,27 @@ async def test_observation_budget_keeps_whole_documents(
     assert observations(output) == [information(first)]
 
 
-async def test_retrieved_passages_are_capped(make_loop, scripted, run_kwargs):
-    output = await make_loop(scripted(SEARCH, ANSWER), max_retrieved_passages=1).run(
-        dict(SAMPLING), **run_kwargs()
+@pytest.mark.parametrize(
+    ("answers", "hit"),
+    [(("Gustave Eiffel",), 1.0), (("the Rhône", "GUSTAVE  eiffel."), 1.0), (("Rhone",), 0.0), ((), 0.0)],
+)
+async def test_retrieval_hit_is_decided_at_search_time(
+    make_loop, scripted, run_kwargs, fake_retriever, answers, hit
+):
+    """The row's gold answers against every passage retrieved; only the number leaves the loop."""
+    output = await make_loop(scripted(SEARCH, ANSWER), topk=2).run(
+        dict(SAMPLING), **run_kwargs(answers=answers)
     )
-    assert (
-        len(output.extra_fields["retrieved_passages"]) == 1 and len(output.extra_fields["retrieved_ids"]) > 1
-    )
+    assert output.extra_fields["retrieval_hit"] == hit
+    assert output.extra_fields["retrieved_ids"] == ["d2", "d5"]
+    assert not any(isinstance(value, str) for value in output.extra_fields.values())
+
+
+async def test_a_failed_search_retrieves_nothing(make_loop, scripted, run_kwargs, fake_retriever):
+    fake_retriever.mode = "500"
+    output = await make_loop(scripted(SEARCH, ANSWER), max_retries=0).run(dict(SAMPLING), **run_kwargs())
+    fields = output.extra_fields
+    assert (fields["search_failures"], fields["retrieval_hit"], fields["retrieved_ids"]) == (1, 0.0, [])
 
 
 async def test_without_logprobs(make_loop, scripted, run_kwargs):
@@ -218,7 +232,7 @@ def test_bad_yaml_settings_fail_at_construction(make_loop, scripted):
         InstantiationException, match=r"ConfigError.*unknown agent-loop setting\(s\) \['max_querys'\]"
     ):
         make_loop(scripted(ANSWER), max_querys=3)
-    with pytest.raises(InstantiationException, match="topk=0: must be > 0"):
+    with pytest.raises(InstantiationException, match="topk=0: Input should be greater than 0"):
         make_loop(scripted(ANSWER), topk=0)
 
 

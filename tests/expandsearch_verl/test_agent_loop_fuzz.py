@@ -1,4 +1,5 @@
-"""Whatever the model writes, the loop neither raises nor breaks an invariant.
+"""Whatever the model writes, the loop neither raises nor breaks an invariant, and the reward
+counts the searches and queries the loop ran.
 
 Two sources of model output: hypothesis-built texts (random text, unclosed and nested tags, huge
 queries, invalid JSON, unicode) replayed by the scripted engine, and a real causal LM (the tiny
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from expandsearch_verl import retriever_client
+from expandsearch_verl.reward import compute_score
 
 SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
 
@@ -142,6 +144,52 @@ def test_fuzzed_model_outputs(
     event(f"searches: {min(fields['num_searches'], 2)}, invalid actions: {min(fields['invalid_actions'], 2)}")
     assert fields["search_failures"] == 0 and fields["num_searches"] <= max_turns - 1
     assert fields["num_queries"] <= 3 * fields["num_searches"]
+
+
+# Queries that tell normalisations apart: case (ß casefolds to ss), inner and outer white space of
+# every kind, duplicates; no protocol tag and no line break (a tags query is one line), and within
+# the loop's caps below, which a bare response does not carry.
+query = st.one_of(
+    st.text(st.characters(blacklist_characters="<>\n", blacklist_categories=("Cs",)), max_size=25),
+    st.sampled_from(
+        ["Straße", "STRASSE", "strasse", " Eiffel  Tower ", "eiffel\ttower", "EIFFEL\u00a0TOWER", " ", ""]
+    ),
+)
+tags_turn = st.lists(query, max_size=8).map(
+    lambda qs: "<think>go</think><search>" + "\n".join(qs) + "</search>"
+)
+tool_turn = st.builds(
+    lambda qs, ascii_only: (
+        "<think>go</think><tool_call>"
+        + json.dumps({"name": "search", "arguments": {"query_list": qs}}, ensure_ascii=ascii_only)
+        + "</tool_call>"
+    ),
+    st.lists(st.one_of(query, st.integers(), st.none()), max_size=8),
+    st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), protocol=st.sampled_from(["tags", "tool_call"]), searches=st.integers(1, 3))
+def test_the_reward_counts_the_queries_the_loop_searched(
+    make_loop, scripted, run_kwargs, chat_tokenizer, data, protocol, searches
+):
+    """The reward reading the bare response (an old dump) finds the loop's search and query counts."""
+    turns = data.draw(
+        st.lists(tags_turn if protocol == "tags" else tool_turn, min_size=searches, max_size=searches)
+    )
+    generator = scripted(*turns, "<think>done</think><answer> Paris </answer>")
+
+    async def rollout():
+        loop = make_loop(generator, response_length=8000, max_queries=20, max_query_chars=400)
+        return await loop.run(dict(SAMPLING), **run_kwargs(protocol=protocol))
+
+    output = run_in_fresh_loop(rollout)
+    fields = output.extra_fields
+    response = chat_tokenizer.decode(output.response_ids, skip_special_tokens=True)  # what verl's reward gets
+    scores = compute_score("nq", response, ["Paris"], {"protocol": protocol})
+    event(f"searches run: {fields['num_searches']} of {searches}")
+    assert (scores["num_searches"], scores["num_queries"]) == (fields["num_searches"], fields["num_queries"])
 
 
 @pytest.mark.parametrize("protocol", ["tags", "tool_call"])

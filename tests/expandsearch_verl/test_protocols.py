@@ -8,9 +8,11 @@ import pytest
 
 from expandsearch_verl.protocols import (
     STOP_STRINGS,
+    UNLIMITED,
     QueryLimits,
     normalize_queries,
     parse_action,
+    read_search,
     search_tool_schema,
     usage,
 )
@@ -151,6 +153,24 @@ def test_tool_call_keeps_a_call_to_answer_even_when_malformed():
 # ------------------------------------------------------------------------------------------- helpers
 def test_normalize_queries_collapses_whitespace():
     assert normalize_queries(["  a \t b\n", "A B"], LIMITS) == (["a b"], [])
+
+
+@pytest.mark.parametrize(
+    ("protocol", "body", "queries"),
+    [
+        ("tags", " Who built it? \n\nwho  built\tit?\n tower ", ["Who built it?", "tower"]),
+        ("tags", "Straße\nSTRASSE\nstrasse", ["Straße"]),  # casefold, not lower: ß is ss
+        ("tags", "one query", ["one query"]),
+        ("tags", "\n \n", []),
+        ("tool_call", '{"name": "search", "arguments": {"query_list": [" a ", "A", "b"]}}', ["a", "b"]),
+        ("tool_call", '{"name": "search", "arguments": {"query_list": []}}', []),
+        ("tool_call", "[" * 100_000, []),  # deeply nested JSON must not raise RecursionError
+        ("tool_call", '{"name": "search", "arguments": "' + "[" * 100_000 + '"}', []),
+    ],
+)
+def test_read_search_is_what_both_the_loop_and_the_reward_read(protocol: str, body: str, queries):
+    action = read_search(protocol, body, UNLIMITED)
+    assert action.queries == queries and action.kind == ("search" if queries else "invalid")
 
 
 def test_usage_names_the_protocol_syntax_and_the_limit():

@@ -185,6 +185,22 @@ def test_unusable_loop_counts_fall_back_to_the_text(bad):
     assert (scores["num_searches"], scores["num_queries"]) == (1, 1)
 
 
+@pytest.mark.parametrize("hit", [0.0, 1.0, 0, 1, True, False, np.float64(1.0), np.bool_(False)])
+def test_retrieval_hit_is_the_loops_number_when_it_sent_one(hit):
+    """The loop decided it against every passage; neither the text nor old passages overrule it."""
+    response = tags_response("Verne", observation="Doc 1 (Title: Eiffel Tower) Gustave Eiffel built it.")
+    info = {"retrieval_hit": hit, "retrieved_passages": ["Paris\nCapital of France."]}
+    assert compute_score("nq", response, GOLD, info)["retrieval_hit"] == float(hit)
+
+
+@pytest.mark.parametrize("bad", [None, "1", 0.5, 2, float("nan"), [1], np.array([1.0, 0.0])])
+def test_an_unusable_loop_hit_falls_back_to_the_passages(bad):
+    info = {"retrieval_hit": bad, "retrieved_passages": ["Eiffel Tower\nBuilt by Gustave Eiffel's firm."]}
+    assert (
+        compute_score("nq", tags_response("Verne", observation="nothing"), GOLD, info)["retrieval_hit"] == 1.0
+    )
+
+
 def test_retrieval_hit_uses_the_raw_passages_not_the_squeezer_text():
     response = tool_call_response("Verne", observation="The designer was Gustave Eiffel.")
     info = {
@@ -408,7 +424,7 @@ def test_em_and_subem_identical_to_verl_on_20000_random_responses():
     assert matches > 500  # the generator does produce correct answers, not only misses
 
 
-# The deliberate differences, each pinned down (README, "Reward": differences from verl).
+# The deliberate differences, each pinned down (docs/reward.md, "Differences from verl").
 
 
 def test_difference_answer_inside_an_observation_is_not_the_answer():

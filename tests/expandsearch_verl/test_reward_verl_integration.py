@@ -134,13 +134,14 @@ async def test_reward_through_verl_loader_and_naive_reward_manager(reward_config
         info["protocol"] = protocol
     loop_fields = [
         {},  # an old dump: counts and retrieval hit come from the text
-        {
+        {  # a dump of an older loop, which passed the passages on
             "num_searches": np.int64(1),
             "num_queries": np.int64(1),
             "retrieved_passages": np.array(PASSAGES[1:]),
         },
-        {"num_searches": 1, "num_queries": 2, "retrieved_passages": PASSAGES, "retrieved_ids": ["7", "9"]},
-        {"num_searches": 1, "num_queries": 2, "retrieved_passages": PASSAGES[1:]},
+        # the loop as it is: numbers only, the hit decided at search time
+        {"num_searches": 1, "num_queries": 2, "retrieval_hit": 1.0, "retrieved_ids": ["7", "9"]},
+        {"num_searches": 1, "num_queries": 2, "retrieval_hit": np.float64(0.0), "retrieved_ids": ["9"]},
     ]
     results = [
         await manager.run_single(proto)

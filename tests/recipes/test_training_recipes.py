@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from expandsearch_verl.doctor import Preflight
 from expandsearch_verl.doctor.report import Status
 from expandsearch_verl.doctor.verl_config import check_batches, check_config
+from expandsearch_verl.search_metrics import MANAGER_CLASS
 
 TRAINING_RECIPES = [
     "train_expandsearch_ppo_qwen2.5-3b.sh",
@@ -68,6 +69,8 @@ def test_recipe_composes_validates_and_divides(recipe, recipe_env, dry_run, chat
     assert config.reward.custom_reward_function.path == "pkg://expandsearch_verl.reward"
     assert config.trainer.use_v1 is False and config.actor_rollout_ref.rollout.name == "vllm"
     assert config.actor_rollout_ref.rollout.max_model_len == 4096 + 3000
+    # every training step logs the search metrics (expandsearch_verl/search_metrics.py)
+    assert config.actor_rollout_ref.rollout.agent.agent_loop_manager_class == MANAGER_CLASS
     results = batches_of(argv[3:])
     assert [r.status for r in results] == [Status.PASS], results
 
@@ -78,10 +81,11 @@ def test_ppo_is_the_papers_setting(recipe_env, dry_run):
     )
     assert config.algorithm.adv_estimator == "gae" and use_critic and not use_reference
     assert config.actor_rollout_ref.actor.optim.lr == 1e-6 and config.critic.optim.lr == 1e-5
-    assert (config.data.train_batch_size, config.actor_rollout_ref.actor.ppo_mini_batch_size) == (512, 256)
+    # 7 GPUs train (the squeezer has the 8th): 2 updates of 252 = 7 x 36 prompts, the paper's 512 / 256 on 8
+    assert (config.data.train_batch_size, config.actor_rollout_ref.actor.ppo_mini_batch_size) == (504, 252)
     assert (
         config.actor_rollout_ref.rollout.n == 1
-        and config.trainer.n_gpus_per_node == 8
+        and config.trainer.n_gpus_per_node == 7
         and config.trainer.nnodes == 1
     )
     assert config.trainer.val_only is False and config.trainer.val_before_train is False
@@ -141,6 +145,7 @@ def test_toggles_and_extra_overrides_reach_the_launch_line(recipe_env, dry_run, 
     ]  # "$@" goes last and wins
     config, _, _ = compose_and_validate(argv[3:])
     assert config.trainer.total_training_steps == 300 and config.trainer.use_v1 is True
+    assert "agent_loop_manager_class" not in config.actor_rollout_ref.rollout.agent  # V1 needs its TQ manager
     loop = agent_loop_of(config)
     assert (
         loop.retriever_urls == ["http://10.0.0.5:8000", "http://10.0.0.6:8000"]
@@ -154,7 +159,7 @@ def test_toggles_and_extra_overrides_reach_the_launch_line(recipe_env, dry_run, 
 
 def test_a_bad_agent_loop_toggle_stops_the_recipe(recipe_env, run_recipe):
     result = run_recipe("train_expandsearch_ppo_qwen2.5-3b.sh", recipe_env(TOPK="0"))
-    assert result.returncode != 0 and "topk=0: must be > 0" in result.stderr
+    assert result.returncode != 0 and "topk=0: Input should be greater than 0" in result.stderr
 
 
 def test_two_nodes_through_ray_job_submit(recipe_env, dry_run):

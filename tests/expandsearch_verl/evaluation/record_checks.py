@@ -18,7 +18,7 @@ def read_records(output_dir: Path) -> list[dict[str, Any]]:
 def check_record(record: dict[str, Any], response_length: int) -> None:
     """What every line of trajectories.jsonl must satisfy, whatever the policy wrote."""
     assert set(SCORE_KEYS) <= set(record)
-    assert set(METRIC_KEYS) - {"retrieved_passages"} <= set(record)
+    assert set(METRIC_KEYS) <= set(record)
     turns = record["trajectory"]
     assert turns and turns[0]["role"] == "model"
     assert all(a["role"] != b["role"] for a, b in itertools.pairwise(turns))  # they alternate
