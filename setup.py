@@ -39,8 +39,6 @@ INSTALL_REQUIRES = [
     "uvloop",  # the retriever server's event loop (uvicorn loop="uvloop")
     "httptools",  # the retriever server's HTTP parser (uvicorn http="httptools")
     "orjson",  # the retriever server's response JSON (20x faster than json.dumps on a /search response)
-    "aiohttp",  # the retriever benchmark's load generator (a fraction of httpx's CPU per request)
-    "psutil",  # the retriever benchmark's CPU accounting of the server's threads
     "openai",  # the squeezer's openai backend: AsyncOpenAI (and its HTTP layer, httpx2)
     "jinja2",  # the squeezer's prompt templates (already a torch and transformers dependency)
     "pydantic>=2",
@@ -49,8 +47,17 @@ INSTALL_REQUIRES = [
     "tqdm",
 ]
 
+# `python -m retriever_server.bench`: the benchmark's load generator and CPU accounting (the server
+# itself imports neither)
+BENCH = [
+    "aiohttp",  # the load generator (a fraction of httpx's CPU per request)
+    "psutil",  # the CPU accounting of the server's threads
+]
+
 EXTRAS = {
+    "bench": BENCH,
     "test": [
+        *BENCH,  # the tests run the benchmarks at tiny sizes
         "pytest>=8",
         "pytest-asyncio>=0.23",
         "hypothesis",

@@ -4,7 +4,7 @@
 
 Both serve the `bench` command's corpus (100k synthetic passages, a flat index of random unit
 vectors, MiniLM queries) with batching on and the cache off, the 'before' one with the dependencies
-its ref's setup.py names, and the same lean load generator (`retriever_server.loadgen`) drives them
+its ref's setup.py names, and the same lean load generator (`retriever_server.bench.loadgen`) drives them
 alternately, level by level, so the shared machine's noise hits both alike; every row says where
 the CPU went (ms per request). Then the load generators themselves: httpx (what `bench` used
 before) and aiohttp (`loadgen`) drive the new server at each level, and their own CPU per request
@@ -27,7 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from retriever_server import bench, loadgen  # noqa: E402
+from retriever_server.bench import loadgen  # noqa: E402
+from retriever_server.bench import retriever as bench  # noqa: E402
 from retriever_server.process import ServerProcess  # noqa: E402
 
 OPTIONAL_SPEEDUPS = ("uvloop", "httptools")  # uvicorn uses them whenever they are importable

@@ -27,6 +27,13 @@ INDEX_FILE = "index.faiss"
 # queries; its default threshold is so high that BLAS is never used for server-sized batches, which
 # makes batching useless on CPU. At 16, a batch of 64 queries over 100k x 384 runs ~10x faster here.
 BLAS_THRESHOLD = 16
+# Below this many queries faiss's own scan (one OpenMP region a search) replaces BLAS, which forks and
+# joins its threads once per 1024-row database block: ~100 wake-ups of passive OpenMP threads per 100k
+# search. One client's 3 variants took 37 ms through BLAS and 26 ms through the scan here (median over
+# 3 alternated runs, 2 busy cores; equal at best), the largest part of the 13 ms that one client lost
+# to the plain Search-R1-shaped server. From 6 queries on, BLAS is as fast or faster.
+SCAN_BELOW = 6
+NEVER = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class DenseRetriever:
         self.index = index
         self.identity = identity_key
         self.size = int(index.ntotal)
-        faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
+        self._faiss = faiss
         space = faiss.ParameterSpace()
         for name, value in (("efSearch", ef_search), ("nprobe", nprobe)):
             with contextlib.suppress(RuntimeError):  # not every parameter applies (nprobe on HNSW)
@@ -147,6 +154,10 @@ class DenseRetriever:
         started = time.perf_counter()
         embeddings = self.encoder.encode(queries, is_query=True)
         encoded = time.perf_counter()
+        # a global of faiss, but this retriever's one engine thread is the only one that searches
+        self._faiss.cvar.distance_compute_blas_threshold = (
+            BLAS_THRESHOLD if len(queries) >= SCAN_BELOW else NEVER
+        )
         scores, positions = self.index.search(embeddings, min(k, self.size))
         searched = time.perf_counter()
         if positions.shape[1] < k:  # k larger than the corpus: pad to the promised shape

@@ -35,14 +35,17 @@ class ServerProcess:
         env: dict | None = None,
         wait: bool = True,
         cwd: Path = REPO_ROOT,
+        module: tuple[str, ...] = ("retriever_server", "serve"),
+        unset: tuple[str, ...] = (),
     ):
+        """`module`: what `python -m` runs (any server taking --host and --port); `unset`: environment
+        variables the child must not inherit."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable,
             "-m",
-            "retriever_server",
-            "serve",
+            *module,
             "--host",
             "127.0.0.1",
             "--port",
@@ -51,7 +54,12 @@ class ServerProcess:
         ]
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop); a pipe nobody reads could block it
         self.process = subprocess.Popen(
-            command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=self.log, text=True
+            command,
+            cwd=cwd,
+            env={name: value for name, value in {**os.environ, **(env or {})}.items() if name not in unset},
+            stdout=self.log,
+            stderr=self.log,
+            text=True,
         )
         if wait:
             self.wait_ready(timeout_s)

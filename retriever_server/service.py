@@ -202,28 +202,25 @@ class SearchService:
         fused = fuse(results, self.settings.fusion, self.settings.rrf_k)  # step 3
         if max_documents is not None:
             fused = fused[:max_documents]
-        documents = [
-            {
-                "id": passage.id,
-                "title": passage.title,
-                "text": passage.text,
-                "score": hit.score,
-                "query_hits": hit.query_hits,
-            }
-            for hit, passage in zip(fused, self.corpus.passages([hit.position for hit in fused]), strict=True)
-        ]
+        passages = self.corpus.passages([hit.position for hit in fused])  # passages until the response edge
         per_query = [self.corpus.passage_ids(row[row >= 0]) for row in results.positions]
         summary, squeeze_error, squeeze_ms = None, None, 0.0
         wanted = self.settings.squeeze_default if squeeze is None else squeeze
-        if wanted and documents and self.squeezer.name != NONE:  # step 4
+        if wanted and passages and self.squeezer.name != NONE:  # step 4
             squeeze_started = time.perf_counter()
-            passages = [
-                Passage(d["id"], f'"{d["title"]}"\n{d["text"]}', d["title"], d["text"]) for d in documents
-            ]
             summary, squeeze_error = await self._squeeze(queries, passages, question)
             squeeze_ms = _ms(time.perf_counter() - squeeze_started)
         return {
-            "documents": documents,
+            "documents": [
+                {
+                    "id": passage.id,
+                    "title": passage.title,
+                    "text": passage.text,
+                    "score": hit.score,
+                    "query_hits": hit.query_hits,
+                }
+                for hit, passage in zip(fused, passages, strict=True)
+            ],
             "per_query": per_query,
             "summary": summary,
             "squeezed": summary is not None,

@@ -14,7 +14,7 @@ The API key is read from the environment variable that `--squeezer-api-key-env` 
 `NVIDIA_API_KEY`), never from a flag, so it stays out of process listings and config files; without
 one the placeholder `EMPTY` is sent (never `OPENAI_API_KEY`, which belongs to another server).
 
-The client replaced a hand-written httpx one; `python -m retriever_server.squeezer.bench --only
+The client replaced a hand-written httpx one; `python -m retriever_server.bench.squeezer --only
 openai` measures both side by side (docs/retriever.md, "squeezer").
 """
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from retriever_server.bench.synthetic import write_synthetic_corpus
 from retriever_server.bm25 import build_bm25
 from retriever_server.builder import build_dense
 from retriever_server.corpus import CorpusStore
 from retriever_server.encoder import Encoder, EncoderConfig
 from retriever_server.process import free_port
 from retriever_server.settings import Settings
-from retriever_server.synthetic import write_synthetic_corpus
 
 N_PASSAGES = 120
 

@@ -123,3 +123,15 @@ async def test_the_next_batch_starts_before_the_finished_one_is_answered():
         assert engine.submitted == [["a"], ["b"]]  # "b" was handed over before "a" was answered
         await second
         await batcher.stop()
+
+
+async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming():
+    """One client at a time: no max_wait_ms per request (it waits only once a batch had company)."""
+    retriever = RecordingRetriever()
+    with ThreadPoolExecutor(1) as engine:
+        batcher = MicroBatcher(retriever, engine, max_wait_ms=600_000)  # a wait would outlast the test
+        batcher.start()
+        for query in ("a", "b", "c"):
+            await asyncio.wait_for(batcher.search([query], 2), 60)
+        await batcher.stop()
+    assert [queries for queries, _ in retriever.calls] == [["a"], ["b"], ["c"]]

@@ -29,6 +29,8 @@ def test_bench_prints_every_table(tmp_path):
         "1",
         "--rounds",
         "2",
+        "--side-by-side-rounds",
+        "1",
         "--grpo-requests",
         "40",
         "--grpo-repeats",
@@ -49,7 +51,11 @@ def test_bench_prints_every_table(tmp_path):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    first_table = result.stdout.index("| round | clients | baseline req/s | ours req/s")
+    assert first_table < result.stdout.index("ceiling (in process, no HTTP)"), result.stdout
     for heading in (
+        "ours/baseline at 1 clients over 1 rounds",
+        "ours/baseline at 64 clients over 1 rounds",
         "ceiling (in process, no HTTP)",
         "| batching | clients | queries/s",
         "GRPO-like workload",
@@ -62,6 +68,11 @@ def test_bench_prints_every_table(tmp_path):
     ):
         assert heading in result.stdout, result.stdout
     figures = json.loads(report.read_text())
+    assert [m["clients"] for m in figures["side_by_side"]] == [1, 16, 64]
+    assert all(
+        m["baseline"]["requests_per_s"] > 0 and m["ours"]["requests_per_s"] > 0
+        for m in figures["side_by_side"]
+    )
     assert [r["concurrency"] for r in figures["served"]["on"]] == [1, 8, 8]  # the reference level, twice
     on = figures["served"]["on"][1]
     assert on["ceiling"] > 0 and on["ceiling_cpu_ms_per_query"] > 0 and on["server_engine_cpu_ms"] > 0

@@ -9,8 +9,8 @@ import threading
 import httpx
 import pytest
 
+from retriever_server.bench.synthetic import query_variants, town_name
 from retriever_server.loading import load_service
-from retriever_server.synthetic import query_variants, town_name
 
 
 def search_r1_passages(result: list[dict]) -> str:

@@ -9,13 +9,13 @@ import threading
 import numpy as np
 import pytest
 
+from retriever_server.bench.synthetic import write_synthetic_corpus
 from retriever_server.corpus import CorpusStore
 from retriever_server.hits import SearchResults
 from retriever_server.metrics import ServerMetrics
 from retriever_server.service import SearchService
 from retriever_server.settings import Settings
 from retriever_server.squeezer import build_squeezer
-from retriever_server.synthetic import write_synthetic_corpus
 
 N_PASSAGES = 40
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retriever_server.squeezer import bench
+from retriever_server.bench import squeezer as bench
 
 
 @pytest.mark.slow

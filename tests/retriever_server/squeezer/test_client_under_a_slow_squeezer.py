@@ -15,7 +15,7 @@ import httpx
 
 from expandsearch_verl.config import AgentLoopConfig
 from expandsearch_verl.retriever_client import SEARCH_MARGIN_S, RetrieverClient
-from retriever_server.synthetic import query_variants
+from retriever_server.bench.synthetic import query_variants
 
 SQUEEZE_TIMEOUT_S = 1.0
 

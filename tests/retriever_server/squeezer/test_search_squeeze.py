@@ -7,8 +7,8 @@ import dataclasses
 import httpx
 import pytest
 
+from retriever_server.bench.synthetic import query_variants
 from retriever_server.loading import load_service
-from retriever_server.synthetic import query_variants
 
 
 def _metric(url: str, name: str, labels: str = "") -> float:

@@ -97,9 +97,9 @@ def sample_set(encoder) -> tuple[np.ndarray, np.ndarray]:
 
 def minilm_set(encoder, workdir: Path, n_passages: int, n_needs: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """A flat MiniLM index of `n_passages` synthetic passages (built once, resumable) and 3 variants per need."""
+    from retriever_server.bench.synthetic import query_variants, synthetic_store
     from retriever_server.builder import build_dense
     from retriever_server.index_params import PARAMS_FILE
-    from retriever_server.synthetic import query_variants, synthetic_store
 
     corpus = synthetic_store(workdir, n_passages)
     index_dir = workdir / f"synthetic-{n_passages}" / "minilm-flat"

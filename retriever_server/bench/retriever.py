@@ -5,10 +5,13 @@ vectors of the encoder's dimension: encoding 100k passages takes over an hour on
 flat search costs the same whatever the vectors are. Queries are really encoded (MiniLM by default).
 Each client sends `/search` with 3 variants and topk 10, as an ExpandSearch turn does.
 
-    python -m retriever_server bench                    # the docs/benchmarks.md tables (about 12 minutes on 2 cores)
+    python -m retriever_server.bench        # every table of docs/benchmarks.md (about 20 minutes on 2 cores)
+    python -m retriever_server.bench --side-by-side-rounds 0            # skip the first table
     python -m retriever_server bench --url http://host:8000 --concurrency 64
 
-Built to be read on a noisy, shared machine: the batching-off and batching-on servers run side by
+First, the plain Search-R1-shaped server (`baseline`) against ours at 1, 16 and 64 clients
+(`side_by_side`), so a regression at any concurrency shows. Then batching off against on. Built to
+be read on a noisy, shared machine: the batching-off and batching-on servers run side by
 side and each concurrency level measures off, then on, back to back; the ceiling (batched encode +
 search in this process, no HTTP, at its best batch size) is measured again between levels, and every
 served row is compared with the mean of the ceilings measured just before and just after it. Each
@@ -30,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever_server.bench_report import SERVED_HEADER, print_ann, print_summary, reference_level, served_row
-from retriever_server.loadgen import drive
-from retriever_server.synthetic import query_variants
+from retriever_server.bench.loadgen import drive
+from retriever_server.bench.report import SERVED_HEADER, print_ann, print_summary, reference_level, served_row
+from retriever_server.bench.synthetic import query_variants
 
 TOPK = 10
 ROLLOUTS = 5  # GRPO group size: every request is sent by this many rollouts
@@ -61,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         help="times the 64-client level is measured (off, on, ceiling), for a median ratio",
+    )
+    parser.add_argument(
+        "--side-by-side-rounds",
+        type=int,
+        default=3,
+        help="rounds of the first table: the plain Search-R1-shaped server against ours at 1, 16 and 64 "
+        "clients (0 skips it)",
     )
     parser.add_argument("--hnsw", default="HNSW32", help="faiss factory compared with Flat ('' skips it)")
     parser.add_argument(
@@ -91,9 +101,9 @@ def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
     """Synthetic corpus (converted) and a flat index of random unit vectors, cached in `workdir`."""
     import faiss
 
+    from retriever_server.bench.synthetic import synthetic_store
     from retriever_server.demo import demo_encoder_config
     from retriever_server.index_params import PARAMS_FILE, write_params
-    from retriever_server.synthetic import synthetic_store
 
     config = demo_encoder_config()
     dim = json.loads((Path(config.model) / "config.json").read_text())["hidden_size"]
@@ -194,8 +204,8 @@ def grpo_bodies(n_passages: int, n_distinct: int, seed: int) -> list[dict]:
 
 def corpus_load(workdir: Path, n_passages: int) -> dict:
     """First conversion (JSONL -> memory-mapped store) and warm open of N passages, plus 1000 random reads."""
+    from retriever_server.bench.synthetic import write_synthetic_corpus
     from retriever_server.corpus import CorpusStore
-    from retriever_server.synthetic import write_synthetic_corpus
 
     source = workdir / f"corpus-load-{n_passages}.jsonl"
     if not source.is_file():
@@ -331,6 +341,19 @@ def run(args: argparse.Namespace) -> int:
         "vectors": "random unit vectors (flat search cost is data-independent)",
     }
     corpus, index, encoder = prepare(workdir, args.passages)
+    if args.url is None and args.side_by_side_rounds > 0:
+        from retriever_server.bench import side_by_side
+
+        report["side_by_side"] = side_by_side.run(
+            corpus,
+            index,
+            encoder,
+            distinct_bodies(
+                args.passages, 200 + 9 * args.side_by_side_rounds * max(200, int(args.duration * 120)), seed=6
+            ),
+            args.side_by_side_rounds,
+            args.duration,
+        )
     ceiling, best = None, None
     if args.url is None:
         ceiling = Ceiling(corpus, index, args.passages)
@@ -351,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
     report["grpo"] = grpo(args, corpus, index, encoder, max_batch)
     print_summary(report)
     if args.hnsw:
-        from retriever_server import ann_recall
+        from retriever_server.bench import ann_recall
 
         encoder_model = ceiling.encoder if ceiling else _encoder()
         report["hnsw"] = ann_recall.run(args.hnsw, encoder_model, workdir, args.ann_passages, index)

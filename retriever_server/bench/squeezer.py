@@ -1,7 +1,7 @@
 """Squeezer benchmark: context reduction, `hf` batching, `openai` client overhead.
 
-    python -m retriever_server.squeezer.bench                        # everything (~15 min on 2 busy cores)
-    python -m retriever_server.squeezer.bench --only context,openai  # the fast parts (~1 min)
+    python -m retriever_server.bench.squeezer                        # everything (~15 min on 2 busy cores)
+    python -m retriever_server.bench.squeezer --only context,openai  # the fast parts (~1 min)
 
 Turns are the shipped sample questions (data_prep/samples) over the shipped sample corpus with the
 demo's MiniLM flat index, 3 variants x topk 10 each: the question, its keyword form, and its last

@@ -1,0 +1,1 @@
+"""Benchmarks of the retriever server and the squeezer (not imported by `serve`)."""
