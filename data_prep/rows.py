@@ -1,4 +1,4 @@
-"""One FlashRAG example -> one verl parquet row (DESIGN.md, "Parquet row"), as a pure function."""
+"""One FlashRAG example -> one verl parquet row (docs/design.md, "Parquet row"), as a pure function."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The agent loop's knobs: one typed dataclass built from the agent-loop YAML kwargs.
 
 verl passes every key of our YAML entry (except `_target_`) to the loop's constructor; this module
-turns them into an `AgentLoopConfig`, checks them all at once (`validate()` reports every problem,
-each with the key, the value and the fix) and renders the shipped YAML, so the file users edit and
-the defaults in code cannot drift apart (a test compares them).
+turns them into an `AgentLoopConfig`, checks them all at once and renders the shipped YAML, so the
+file users edit and the defaults in code cannot drift apart (a test compares them). Each field's
+type carries its limits (pydantic's `PositiveInt`, a URL pattern, ...); `validate()` checks them with
+pydantic and reports every problem at once, each with the key, the value and the limit.
 
 Each field's `help` says what it means, its unit, and the value the papers used.
 """
@@ -13,12 +14,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt, TypeAdapter, ValidationError, with_config
 
 from expandsearch_verl.protocols import PROTOCOLS
 
@@ -35,36 +35,44 @@ def _doc(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+Url = Annotated[str, Field(pattern=r"^https?://")]
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+ProtocolName = Literal[PROTOCOLS]
+
+
+# strict: a topk of "3" or a squeeze of "yes" is a mistake in the YAML, not a value to coerce
+@with_config(ConfigDict(strict=True, revalidate_instances="always"))
 @dataclass
 class AgentLoopConfig:
     """Plugin knobs of `ExpandSearchAgentLoop`; training knobs stay in verl's hydra tree."""
 
-    retriever_urls: list[str] = field(
+    retriever_urls: Annotated[list[Url], Field(min_length=1)] = field(
         default_factory=lambda: ["http://127.0.0.1:8000"],
         metadata=_doc(
             "retriever_server base URLs; each search POSTs {url}/search, round-robin with failover"
         ),
     )
-    protocol: str = field(
+    protocol: ProtocolName = field(
         default="tags",
         metadata=_doc(
             "action protocol, tags | tool_call; a parquet row's extra_info.protocol wins (it wrote the prompt)"
         ),
     )
-    topk: int = field(
+    topk: PositiveInt = field(
         default=10, metadata=_doc("documents retrieved per query (ExpandSearch code: 10; Search-R1: 3)")
     )
-    max_queries: int = field(
+    max_queries: PositiveInt = field(
         default=3,
         metadata=_doc(
             "query variants searched per turn; extra ones are dropped with feedback (ExpandSearch: 3; Search-R1: 1)"
         ),
     )
-    max_query_chars: int = field(
+    max_query_chars: PositiveInt = field(
         default=400,
         metadata=_doc("longest query searched, in characters; longer ones are refused with feedback"),
     )
-    max_turns: int = field(
+    max_turns: PositiveInt = field(
         default=4,
         metadata=_doc(
             "assistant turns (generations) per trajectory; a search in the last one is not run (ExpandSearch: 4)"
@@ -82,42 +90,44 @@ class AgentLoopConfig:
             "also send the original question to the squeezer (ExpandSearch: false, it sees the queries only)"
         ),
     )
-    max_documents: int | None = field(
+    max_documents: PositiveInt | None = field(
         default=None, metadata=_doc("cap on fused documents the server returns per search; null = no cap")
     )
-    max_observation_tokens: int = field(
+    max_observation_tokens: PositiveInt = field(
         default=512,
         metadata=_doc(
             "token budget of one observation's text, cut at document boundaries (squeezer cap 512; Search-R1: 500)"
         ),
     )
-    max_retrieved_passages: int = field(
+    max_retrieved_passages: NonNegativeInt = field(
         default=30,
         metadata=_doc(
             "raw passages kept per trajectory in extra_fields['retrieved_passages'] for the reward's retrieval hit"
         ),
     )
-    timeout_s: float = field(
+    timeout_s: PositiveSeconds = field(
         default=30.0, metadata=_doc("seconds one /search attempt may take (ExpandSearch tool: 30)")
     )
-    connect_timeout_s: float = field(default=3.0, metadata=_doc("seconds to open a connection to a replica"))
-    max_retries: int = field(
+    connect_timeout_s: PositiveSeconds = field(
+        default=3.0, metadata=_doc("seconds to open a connection to a replica")
+    )
+    max_retries: NonNegativeInt = field(
         default=3, metadata=_doc("retries after a failed attempt (timeout, connection error, 429, 5xx)")
     )
-    backoff_s: float = field(
+    backoff_s: NonNegativeSeconds = field(
         default=0.5,
         metadata=_doc("base of the exponential backoff between retries, in seconds (full jitter)"),
     )
-    backoff_max_s: float = field(
+    backoff_max_s: NonNegativeSeconds = field(
         default=8.0, metadata=_doc("longest backoff between two retries, in seconds")
     )
-    max_connections: int = field(
+    max_connections: PositiveInt = field(
         default=256, metadata=_doc("pooled keep-alive connections per worker process, all replicas together")
     )
-    breaker_failures: int = field(
+    breaker_failures: PositiveInt = field(
         default=3, metadata=_doc("consecutive failures that open a replica's circuit breaker")
     )
-    breaker_cooldown_s: float = field(
+    breaker_cooldown_s: NonNegativeSeconds = field(
         default=30.0, metadata=_doc("seconds an open breaker keeps a replica out before probing it again")
     )
 
@@ -137,17 +147,14 @@ class AgentLoopConfig:
 
     def validate(self) -> None:
         """Raise `ConfigError` listing every problem at once (key, value, what is allowed)."""
-        problems, well_typed = [], set()
-        for name, hint in _field_types().items():
-            value = getattr(self, name)
-            if _matches(value, hint):
-                well_typed.add(name)
-            else:
-                problems.append(f"{name}={value!r}: expected {_type_name(hint)}")
-        for name, requirement, holds in _RULES:
-            if name in well_typed and not holds(getattr(self, name)):
-                problems.append(f"{name}={getattr(self, name)!r}: {requirement}")
-        if {"backoff_s", "backoff_max_s"} <= well_typed and self.backoff_max_s < self.backoff_s:
+        try:
+            _adapter().validate_python(self)
+            errors = []
+        except ValidationError as error:
+            errors = error.errors(include_url=False)
+        problems = [_problem(error) for error in errors]
+        invalid = {error["loc"][0] for error in errors}
+        if not {"backoff_s", "backoff_max_s"} & invalid and self.backoff_max_s < self.backoff_s:
             problems.append(f"backoff_max_s={self.backoff_max_s!r}: must be >= backoff_s={self.backoff_s!r}")
         if problems:
             raise ConfigError("invalid agent-loop settings:\n  - " + "\n  - ".join(problems))
@@ -185,53 +192,15 @@ class AgentLoopConfig:
 
 
 @functools.cache
-def _field_types() -> dict[str, Any]:
-    """Resolved field annotations (resolving them costs more than the rest of `validate`)."""
-    return get_type_hints(AgentLoopConfig)
+def _adapter() -> TypeAdapter:
+    """Built on first use, once per process (a Ray worker pays it once, not per trajectory)."""
+    return TypeAdapter(AgentLoopConfig)
 
 
-def _positive(value: float) -> bool:
-    return value > 0 and math.isfinite(value)
-
-
-def _non_negative(value: float) -> bool:
-    return value >= 0 and math.isfinite(value)
-
-
-# (field, what is allowed, check), applied to fields of the right type.
-_RULES: list[tuple[str, str, Callable[[Any], bool]]] = [
-    (
-        "retriever_urls",
-        "give at least one URL, each starting with http:// or https://",
-        lambda urls: bool(urls) and all(url.startswith(("http://", "https://")) for url in urls),
-    ),
-    ("protocol", f"must be one of {list(PROTOCOLS)}", lambda protocol: protocol in PROTOCOLS),
-    *[
-        (name, "must be > 0", _positive)
-        for name in (
-            "topk",
-            "max_queries",
-            "max_query_chars",
-            "max_turns",
-            "max_observation_tokens",
-            "max_connections",
-            "breaker_failures",
-            "timeout_s",
-            "connect_timeout_s",
-        )
-    ],
-    *[
-        (name, "must be >= 0", _non_negative)
-        for name in (
-            "max_retries",
-            "max_retrieved_passages",
-            "backoff_s",
-            "backoff_max_s",
-            "breaker_cooldown_s",
-        )
-    ],
-    ("max_documents", "must be >= 1, or null for no cap", lambda cap: cap is None or cap >= 1),
-]
+def _problem(error: dict) -> str:
+    """`topk=0: Input should be greater than 0` from one of pydantic's errors."""
+    key, *where = error["loc"]
+    return f"{key}{''.join(f'[{part}]' for part in where)}={error['input']!r}: {error['msg']}"
 
 
 def _plain(value: Any) -> Any:
@@ -241,21 +210,3 @@ def _plain(value: Any) -> Any:
 
         return OmegaConf.to_container(value, resolve=True)
     return value
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint == list[str]:
-        return isinstance(value, list) and all(isinstance(item, str) for item in value)
-    if hint == bool | None:
-        return value is None or isinstance(value, bool)
-    if hint == int | None:
-        return value is None or _matches(value, int)
-    return isinstance(value, hint)
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", str(hint))

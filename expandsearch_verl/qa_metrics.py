@@ -5,7 +5,7 @@ with (SQuAD's `normalize_answer`, as copied into Search-R1's `qa_em.py` and verl
 `search_r1_like_qa_em.py`), so scores stay comparable with the papers. `normalize_answer` returns
 exactly what verl's does for every string (tested differentially); it is only faster.
 
-Deliberate choices (README, "Reward"):
+Deliberate choices (docs/reward.md):
 - Gold answers whose normalised form is empty ("The", "...") are ignored: under sub-EM they would
   match every prediction, under EM every blank or article-only answer.
 - Token F1 follows the HotpotQA / FlashRAG evaluators: a "yes", "no" or "noanswer" on either side

@@ -2,7 +2,7 @@
 
 The reward sees the response part of the trajectory only, decoded with `skip_special_tokens=True`:
 the policy's turns and, between them, the observations the agent loop inserted. Its grammar, per
-action protocol (DESIGN.md, "Action protocols"):
+action protocol (docs/design.md, "Action protocols"):
 
     tags:       (<think>…</think> <search>q1\\nq2</search> <information>…</information>)*
                 <think>…</think> <answer>…</answer>

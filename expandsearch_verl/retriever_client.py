@@ -4,7 +4,7 @@ verl builds a new agent-loop object for every trajectory, while the hundreds of 
 one `AgentLoopWorker` share its event loop; so the client lives at module level
 (`shared_client`) and keeps one pooled keep-alive `httpx.AsyncClient` for all of them.
 
-A search is one `POST {url}/search` (DESIGN.md) carrying every query variant of the turn. Failed
+A search is one `POST {url}/search` (docs/design.md) carrying every query variant of the turn. Failed
 attempts (connection error, timeout, 408, 429, 5xx, an unreadable body) are retried with
 exponential backoff and full jitter, moving round-robin to the next replica; a retry on a replica
 not yet tried in this call goes out at once. Each replica has a circuit breaker: after

@@ -44,7 +44,7 @@ MAX_TURNS=${MAX_TURNS:-4}                                 # [ferret] max_assista
 PROTOCOL=${PROTOCOL:-tags}                                # fallback only: each row's extra_info.protocol wins
 REWARD_SHAPING=${REWARD_SHAPING:-true}                    # [ferret, SR1 v0.3] 1 / 0.8 / 0.2 / 0.1 / 0 format table; false: plain EM
 VAL_ONLY=${VAL_ONLY:-False}                               # True: validate once, train nothing (eval_expandsearch.sh)
-USE_V1=${USE_V1:-False}                                   # [here] legacy RayPPOTrainer; README "trainer.use_v1" says why
+USE_V1=${USE_V1:-False}                                   # [here] legacy RayPPOTrainer; docs/recipes.md "trainer.use_v1=false" says why
 TOTAL_TRAINING_STEPS=${TOTAL_TRAINING_STEPS:-1005}        # [SR1] scripts v0.2 (paper: 500; ferret: 15 epochs, ~5k)
 LOGGER=${LOGGER:-[console]}                               # [console,wandb] to log to Weights & Biases
 DRY_RUN=${DRY_RUN:-0}                                     # 1: print the launch command and exit

@@ -20,6 +20,7 @@ from retriever_server.loading import load_service
 from retriever_server.metrics import ServerMetrics
 from retriever_server.middleware import BodyLimitMiddleware, MetricsMiddleware
 from retriever_server.routes import json_response, router
+from retriever_server.schemas import with_limits
 from retriever_server.service import SearchService
 from retriever_server.settings import Settings
 
@@ -79,6 +80,15 @@ def create_app(
 
     # strict_content_type=False: a JSON body is parsed even without `Content-Type: application/json` (curl -d)
     app = FastAPI(title="ExpandSearch retriever", version="1", lifespan=lifespan, strict_content_type=False)
+    generated_openapi = app.openapi  # FastAPI's, cached
+
+    def openapi() -> dict:
+        """The generated schema with the limits in force (max_topk, the retrievers served, ...) declared,
+        not only described: the loaded service's settings (the demo adds bm25), else the configured."""
+        service = app.state.service
+        return with_limits(generated_openapi(), service.settings if service is not None else settings)
+
+    app.openapi = openapi
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = None

@@ -5,7 +5,7 @@ vectors of the encoder's dimension: encoding 100k passages takes over an hour on
 flat search costs the same whatever the vectors are. Queries are really encoded (MiniLM by default).
 Each client sends `/search` with 3 variants and topk 10, as an ExpandSearch turn does.
 
-    python -m retriever_server bench                    # the README tables (about 12 minutes on 2 cores)
+    python -m retriever_server bench                    # the docs/benchmarks.md tables (about 12 minutes on 2 cores)
     python -m retriever_server bench --url http://host:8000 --concurrency 64
 
 Built to be read on a noisy, shared machine: the batching-off and batching-on servers run side by

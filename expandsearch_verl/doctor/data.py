@@ -1,4 +1,4 @@
-"""Checks on the train and validation parquet files against the row contract (DESIGN.md, "Parquet row").
+"""Checks on the train and validation parquet files against the row contract (docs/design.md, "Parquet row").
 
 Only the columns a check needs are read, and prompt lengths are measured with arrow compute, so a
 170k-row training file costs about a second. The prompts are measured in characters for all rows
@@ -18,7 +18,7 @@ from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped
 PAPER_TEST_SETS = ("nq", "triviaqa", "popqa", "hotpotqa", "2wikimultihopqa", "musique", "bamboogle")
 PROTOCOLS = ("tags", "tool_call")
 LONGEST_PROMPTS_TOKENIZED = 32
-REGENERATE = "regenerate it with `python -m data_prep` (README, 'Data preparation')"
+REGENERATE = "regenerate it with `python -m data_prep` (docs/data-prep.md)"
 
 
 def check_train_data(ctx: Preflight) -> list[CheckResult]:

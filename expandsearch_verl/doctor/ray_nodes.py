@@ -15,7 +15,7 @@ from typing import Any
 from expandsearch_verl.doctor.context import Preflight
 from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
-WORKER_FIX = "bash recipes/multinode/start_ray_worker.sh on each node (README, 'Multi-node')"
+WORKER_FIX = "bash recipes/multinode/start_ray_worker.sh on each node (docs/recipes.md, 'Multi-node')"
 
 
 def check_ray_nodes(ctx: Preflight) -> list[CheckResult]:

@@ -23,7 +23,7 @@ from expandsearch_verl.qa_metrics import golden_answers
 
 REQUIRED_COLUMNS = ("data_source", "prompt", "reward_model")
 _SCHEMA_HINT = (
-    "expected data_prep's rows (DESIGN.md, 'Parquet row': data_source, agent_name, prompt, ability, "
+    "expected data_prep's rows (docs/design.md, 'Parquet row': data_source, agent_name, prompt, ability, "
     "reward_model, extra_info); write them with `python -m data_prep --output-dir DIR`"
 )
 

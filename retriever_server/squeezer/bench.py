@@ -13,8 +13,10 @@ Tokens are SmolLM2's (a Llama-style BPE; no Llama tokenizer is available offline
 2. hf: SmolLM2-135M-Instruct on this machine, N concurrent /squeeze requests with the turns'
    fused passages: served throughput against the in-process batched `generate` ceiling measured
    in the same run, and one request at a time for contrast.
-3. openai: per-request latency of the `openai` backend against a local OpenAI-compatible server
-   that answers at once (the scripted test server in its own process), sequential and 64 in flight.
+3. openai: per-request latency of the `openai` backend (the official `openai` client) against a
+   local OpenAI-compatible server that answers at once (the scripted test server in its own
+   process), sequential and 64 in flight, side by side with the hand-written httpx client it
+   replaced (`HandWrittenChat`, its success path), interleaved in one run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import asyncio
+import json
 import re
 import statistics
 import subprocess
@@ -97,8 +100,6 @@ def variants(question: str) -> list[str]:
 
 
 def sample_turns(n: int) -> list[tuple[str, list[str]]]:
-    import json
-
     rows = [
         json.loads(line)
         for path in sorted(SAMPLES.glob("*/*.jsonl"))
@@ -259,29 +260,64 @@ def _sample(metrics: str, name: str) -> float:
     return float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith(name)))
 
 
+class HandWrittenChat:
+    """The `openai` backend before the official client, on its success path: one pooled
+    `httpx.AsyncClient`, a semaphore, `json` both ways (its retries cost nothing until a failure)."""
+
+    def __init__(self, url: str, model: str, max_tokens: int = 512, concurrency: int = 64):
+        self.url, self.model, self.max_tokens = url.rstrip("/"), model, max_tokens
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self.client = httpx.AsyncClient(
+            headers={"Content-Type": "application/json"}, limits=limits, timeout=httpx.Timeout(20.0)
+        )
+        self.slots = asyncio.Semaphore(concurrency)
+
+    async def complete(self, messages: list[dict]) -> str:
+        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0.0}
+        async with self.slots:
+            response = await self.client.post(
+                f"{self.url}/chat/completions", content=json.dumps(body).encode()
+            )
+        return json.loads(response.content)["choices"][0]["message"]["content"]
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
 async def _openai_latencies(url: str, messages: list[dict], sequential: int, concurrent: int) -> dict:
+    """Per-request latency of both clients against the same server, interleaved in rounds of 50 so
+    that the machine's drift hits both alike; then requests/s with 64 in flight."""
     from retriever_server.squeezer.openai import OpenAIChat
 
-    chat = OpenAIChat(url, "scripted-squeezer", max_tokens=512, concurrency=64)
-    for _ in range(50):
-        await chat.complete(messages)
-    latencies = []
-    for _ in range(sequential):
-        started = time.perf_counter()
-        await chat.complete(messages)
-        latencies.append((time.perf_counter() - started) * 1e3)
-    started = time.perf_counter()
-    await asyncio.gather(*(chat.complete(messages) for _ in range(concurrent)))
-    throughput = concurrent / (time.perf_counter() - started)
-    await chat.aclose()
-    latencies.sort()
-    return {
-        "p50_ms": latencies[len(latencies) // 2],
-        "p95_ms": latencies[int(len(latencies) * 0.95)],
-        "p99_ms": latencies[int(len(latencies) * 0.99)],
-        "rps_64": throughput,
-        "n": sequential,
+    clients = {
+        "official": OpenAIChat(url, "scripted-squeezer", max_tokens=512, concurrency=64),
+        "hand-written": HandWrittenChat(url, "scripted-squeezer", max_tokens=512, concurrency=64),
     }
+    latencies: dict[str, list[float]] = {name: [] for name in clients}
+    for chat in clients.values():
+        for _ in range(50):  # warm up: connections, code paths
+            await chat.complete(messages)
+    for _ in range(max(1, sequential // 50)):
+        for name, chat in clients.items():
+            for _ in range(50):
+                started = time.perf_counter()
+                await chat.complete(messages)
+                latencies[name].append((time.perf_counter() - started) * 1e3)
+    result = {}
+    for name, chat in clients.items():
+        started = time.perf_counter()
+        await asyncio.gather(*(chat.complete(messages) for _ in range(concurrent)))
+        throughput = concurrent / (time.perf_counter() - started)
+        await chat.aclose()
+        values = sorted(latencies[name])
+        result[name] = {
+            "p50_ms": values[len(values) // 2],
+            "p95_ms": values[int(len(values) * 0.95)],
+            "p99_ms": values[int(len(values) * 0.99)],
+            "rps_64": throughput,
+            "n": len(values),
+        }
+    return result
 
 
 def bench_openai(turn, context_tokens: int, sequential: int) -> dict:
@@ -309,7 +345,7 @@ def bench_openai(turn, context_tokens: int, sequential: int) -> dict:
     finally:
         server.terminate()
         server.wait(30)
-    return result | {"prompt_bytes": sum(len(m["content"].encode()) for m in messages)}
+    return {"clients": result, "prompt_bytes": sum(len(m["content"].encode()) for m in messages)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,10 +381,14 @@ def main(argv: list[str] | None = None) -> int:
     if "openai" in parts:
         o = bench_openai(turns[0], args.context_tokens, args.openai_requests)
         print(
-            f"\nopenai backend vs an instant local server ({o['prompt_bytes']} prompt bytes, {o['n']} requests):\n"
+            f"\nopenai backend vs an instant local server ({o['prompt_bytes']} prompt bytes), side by side:\n"
         )
-        print("| p50 ms | p95 ms | p99 ms | requests/s at 64 in flight |\n|---|---|---|---|")
-        print(f"| {o['p50_ms']:.2f} | {o['p95_ms']:.2f} | {o['p99_ms']:.2f} | {o['rps_64']:.0f} |")
+        print("| client | requests | p50 ms | p95 ms | p99 ms | requests/s at 64 in flight |")
+        print("|---|---|---|---|---|---|")
+        for name, c in o["clients"].items():
+            print(
+                f"| {name} | {c['n']} | {c['p50_ms']:.2f} | {c['p95_ms']:.2f} | {c['p99_ms']:.2f} | {c['rps_64']:.0f} |"
+            )
     if "hf" in parts:
         h = bench_hf(turns, args.hf_requests, args.hf_context_tokens, args.hf_max_new_tokens)
         print(

@@ -1,26 +1,31 @@
 """`openai` backend: any OpenAI-compatible chat-completions server (vLLM, SGLang, NVIDIA NIM).
 
-One pooled `httpx.AsyncClient` per server (keep-alive connections, no handshake per squeeze), at
-most `--squeezer-concurrency` requests in flight (the rest wait in the server, not at the remote
-end), a timeout per attempt (`--squeezer-request-timeout-s`), and up to `--squeezer-retries`
-retries on 429, 5xx, timeouts and connection errors, with exponential backoff and jitter (a 429's
-`Retry-After` is honoured, capped). Other 4xx (bad model name, bad key, context too long) and a
-malformed answer fail at once: repeating them cannot help. The whole squeeze is still bounded by
-the server's `squeeze_timeout_s`, which cancels the request in flight.
+The official `openai` client (`AsyncOpenAI`) talks to it: one pooled connection pool per server
+(keep-alive, at most `--squeezer-concurrency` requests in flight; the rest wait for a connection in
+the server, not at the remote end), a timeout per attempt (`--squeezer-request-timeout-s`), and up
+to `--squeezer-retries` retries on 408, 409, 429, 5xx, timeouts and connection errors, with the
+client's exponential backoff and jitter (0.5 s doubling to 8 s) and a server's `Retry-After`
+honoured. Other 4xx (bad model name, bad key, context too long) and a malformed answer fail at
+once: repeating them cannot help. The whole squeeze is still bounded by the server's
+`squeeze_timeout_s`, which cancels the request in flight. Each retry is counted by cause on
+`/metrics` (`retriever_squeezer_retries_total`), seen from the connection pool's side.
 
 The API key is read from the environment variable that `--squeezer-api-key-env` names (for NIM:
-`NVIDIA_API_KEY`), never from a flag, so it stays out of process listings and config files.
+`NVIDIA_API_KEY`), never from a flag, so it stays out of process listings and config files; without
+one the placeholder `EMPTY` is sent (never `OPENAI_API_KEY`, which belongs to another server).
+
+The client replaced a hand-written httpx one; `python -m retriever_server.squeezer.bench --only
+openai` measures both side by side (docs/retriever.md, "squeezer").
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-import random
 
-import httpx
+import httpx2
+import openai
 
 from retriever_server.squeezer import SqueezeError, SqueezerResources
 from retriever_server.squeezer.context import TokenCounter, estimate_tokens, tokenizer_counter
@@ -30,43 +35,38 @@ from retriever_server.squeezer.prompt import PromptTemplate
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"  # the paper's test-time squeezer swap
-MAX_BACKOFF_S = 8.0
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+RETRY_COUNT_HEADER = "x-stainless-retry-count"  # the openai client numbers its attempts 0, 1, ...
 
 
-class _Retryable(Exception):
-    """A failure worth another attempt; `retry_after` is the server's hint in seconds, if any."""
+class RetryCounter(httpx2.AsyncHTTPTransport):
+    """The client's connection pool, counting each failed attempt that the client will retry, by cause
+    (HTTP status, timeout, connection): the client retries an attempt while it has retries left."""
 
-    def __init__(self, reason: str, cause: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.cause = cause
-        self.retry_after = retry_after
+    def __init__(self, metrics, retries: int, **kwargs):
+        super().__init__(**kwargs)
+        self.metrics = metrics
+        self.retries = retries
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            response = await super().handle_async_request(request)
+        except httpx2.TimeoutException:
+            self._count(request, "timeout")
+            raise
+        except httpx2.TransportError:
+            self._count(request, "connection")
+            raise
+        if response.status_code in (408, 409, 429) or response.status_code >= 500:
+            self._count(request, str(response.status_code))
+        return response
+
+    def _count(self, request: httpx2.Request, cause: str) -> None:
+        if self.metrics is not None and int(request.headers.get(RETRY_COUNT_HEADER, "0")) < self.retries:
+            self.metrics.squeezer_retries.labels(cause).inc()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
-
-
-def backoff_delay(attempt: int, base_s: float, retry_after: float | None = None) -> float:
-    """Seconds before retry `attempt + 1`: base * 2**attempt with jitter (half to all of it), capped;
-    a server's Retry-After wins when it asks for longer (capped as well)."""
-    delay = min(MAX_BACKOFF_S, base_s * 2**attempt) * random.uniform(0.5, 1.0)
-    return delay if retry_after is None else min(MAX_BACKOFF_S, max(delay, retry_after))
-
-
-def parse_completion(status: int, payload: bytes) -> str:
-    """The assistant message of a 200 chat-completions answer, or a SqueezeError saying what was wrong."""
-    try:
-        answer = json.loads(payload)
-        content = answer["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise SqueezeError(f"malformed chat-completions answer (HTTP {status}): {payload[:200]!r}") from None
-    if not isinstance(content, str):
-        raise SqueezeError(f"malformed chat-completions answer: message.content is {type(content).__name__}")
-    return content
+def _attempts(error: openai.APIError) -> int:
+    return int(error.request.headers.get(RETRY_COUNT_HEADER, "0")) + 1
 
 
 class OpenAIChat:
@@ -82,70 +82,64 @@ class OpenAIChat:
         concurrency: int = 64,
         timeout_s: float = 20.0,
         retries: int = 3,
-        backoff_s: float = 0.5,
         count_tokens: TokenCounter = estimate_tokens,
         metrics=None,
     ):
         self.url = url.rstrip("/")
         self.model = model
         self.max_tokens = max_tokens
-        self.retries = retries
-        self.backoff_s = backoff_s
         self.count_tokens = count_tokens
-        self.metrics = metrics
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self.client = httpx.AsyncClient(
-            headers=headers, limits=limits, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self.client = openai.AsyncOpenAI(
+            base_url=self.url,
+            # no key: vLLM's placeholder for a server without --api-key (None would send $OPENAI_API_KEY)
+            api_key=api_key or "EMPTY",
+            max_retries=retries,
+            # pool=None: a request waits for a free connection (the concurrency cap) without a clock
+            timeout=openai.Timeout(timeout_s, connect=min(timeout_s, 10.0), pool=None),
+            http_client=openai.DefaultAsyncHttpxClient(
+                transport=RetryCounter(metrics, retries, limits=limits)
+            ),
         )
-        self.slots = asyncio.Semaphore(concurrency)
 
     async def complete(self, messages: list[dict]) -> str:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": messages,
-                "max_tokens": self.max_tokens,
-                "temperature": 0.0,
-                "stream": False,
-            },
-            ensure_ascii=False,
-        ).encode()
-        attempt = 0
-        while True:
-            try:
-                async with self.slots:
-                    return await self._attempt(body)
-            except _Retryable as failure:
-                if attempt >= self.retries:
-                    raise SqueezeError(
-                        f"{self.url}: {failure} (gave up after {attempt + 1} attempts)"
-                    ) from None
-                if self.metrics is not None:
-                    self.metrics.squeezer_retries.labels(failure.cause).inc()
-                delay = backoff_delay(attempt, self.backoff_s, failure.retry_after)
-                attempt += 1
-                logger.info("squeezer request failed (%s); retry %d in %.2f s", failure, attempt, delay)
-                await asyncio.sleep(delay)
-
-    async def _attempt(self, body: bytes) -> str:
         try:
-            response = await self.client.post(f"{self.url}/chat/completions", content=body)
-        except httpx.TimeoutException:
-            raise _Retryable(f"no answer within {self.client.timeout.read} s", "timeout") from None
-        except httpx.TransportError as exc:
-            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}", "connection") from None
-        if response.status_code == 200:
-            return parse_completion(200, response.content)
-        reason = f"HTTP {response.status_code}: {response.text[:200]}"
-        if response.status_code in RETRY_STATUS or response.status_code >= 500:
-            raise _Retryable(reason, str(response.status_code), _retry_after(response))
-        raise SqueezeError(f"{self.url}: {reason}")
+            completion = await self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                max_tokens=self.max_tokens,
+                temperature=0.0,
+                stream=False,
+            )
+        except openai.APITimeoutError as error:
+            raise SqueezeError(
+                f"{self.url}: no answer within {self.client.timeout.read} s "
+                f"(gave up after {_attempts(error)} attempts)"
+            ) from None
+        except openai.APIConnectionError as error:
+            raise SqueezeError(
+                f"{self.url}: connection failed: {error.__cause__ or error} "
+                f"(gave up after {_attempts(error)} attempts)"
+            ) from None
+        except openai.APIStatusError as error:
+            raise SqueezeError(
+                f"{self.url}: HTTP {error.status_code}: {error.response.text[:200]} "
+                f"(gave up after {_attempts(error)} attempts)"
+            ) from None
+        except (openai.APIResponseValidationError, json.JSONDecodeError) as error:
+            raise SqueezeError(f"malformed chat-completions answer: {error}") from None
+        try:
+            content = completion.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
+            raise SqueezeError(f"malformed chat-completions answer: {str(completion)[:200]!r}") from None
+        if not isinstance(content, str):
+            raise SqueezeError(
+                f"malformed chat-completions answer: message.content is {type(content).__name__}"
+            )
+        return content
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
 
 def api_key_from_env(name: str | None) -> str | None:
@@ -174,7 +168,6 @@ def build_openai_squeezer(settings, resources: SqueezerResources) -> LLMSqueezer
         concurrency=settings.squeezer_concurrency,
         timeout_s=settings.squeezer_request_timeout_s,
         retries=settings.squeezer_retries,
-        backoff_s=settings.squeezer_backoff_s,
         count_tokens=counter,
         metrics=resources.metrics,
     )

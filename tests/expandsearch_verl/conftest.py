@@ -5,7 +5,7 @@
   `AgentLoopWorker._run_agent_loop` passes, over verl's real composed trainer config; every output
   of its `run()` is checked against the invariants (`assert_invariants`).
 - `scripted`, `rule_policy`, `hf_generator`: `LLMServerClient.generate` stand-ins (engine_doubles.py).
-- `fake_retriever` / `start_retriever` / `dead_url`: DESIGN.md's `POST /search` on loopback, with
+- `fake_retriever` / `start_retriever` / `dead_url`: docs/design.md's `POST /search` on loopback, with
   fault modes (retriever_double.py); the real server is the root conftest's `demo_retriever_url`.
 """
 

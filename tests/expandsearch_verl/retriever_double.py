@@ -1,7 +1,10 @@
-"""A stand-in for retriever_server's `POST /search` (DESIGN.md) on a loopback uvicorn server.
+"""A stand-in for retriever_server's `POST /search` (docs/design.md) on a loopback uvicorn server.
 
 Word-overlap search over a six-passage corpus, fused best-first, with fault modes for the client
-tests (422, 500, slow, unreadable, transient 503s). The real server runs in the integration tests.
+tests (422, 500, slow, unreadable, transient 503s). It speaks the server's contract through the
+server's own models: the body is validated as `retriever_server.schemas.SearchRequest` (default
+settings' limits) and an answer as `SearchResponse` (test_retriever_double.py fuzzes it with the
+server's OpenAPI schema). The real server runs in the integration tests.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel
+
+from retriever_server.schemas import SearchRequest, SearchResponse
+from retriever_server.settings import Settings
 
 CORPUS = [
     {"id": "d1", "title": "Paris", "text": "Paris is the capital and largest city of France, on the Seine."},
@@ -43,16 +48,8 @@ CORPUS = [
 ]
 
 
-class SearchRequest(BaseModel):
-    queries: list[str]
-    topk: int = 3
-    question: str | None = None
-    squeeze: bool | None = None
-    max_documents: int | None = None
-
-
 class FakeRetriever:
-    """DESIGN.md's `/search` over `CORPUS` (word overlap, fused best-first), with fault modes.
+    """docs/design.md's `/search` over `CORPUS` (word overlap, fused best-first), with fault modes.
 
     mode: "ok", "422", "500", "garbage" (200 with a body that is not a response); `delay_s` sleeps
     before answering; `fail_next` answers 503 to that many requests first.
@@ -65,7 +62,7 @@ class FakeRetriever:
         self.headers: list[dict[str, str]] = []
         self.reset()
         app = FastAPI()
-        app.post("/search")(self._search)
+        app.post("/search", response_model=SearchResponse)(self._search)
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -88,7 +85,7 @@ class FakeRetriever:
         self._thread.join(timeout=10)
 
     async def _search(self, request: SearchRequest, http: Request):
-        self.requests.append(request.model_dump())
+        self.requests.append(request.model_dump(exclude_unset=True))  # the fields the client sent
         self.headers.append(dict(http.headers))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -113,7 +110,7 @@ def search_corpus(
         scored = sorted(
             ((len(words & set(f"{d['title']} {d['text']}".lower().split())), d["id"]) for d in CORPUS),
             key=lambda item: (-item[0], item[1]),
-        )[: request.topk]
+        )[: request.topk or Settings().search_topk]
         per_query.append([doc_id for _, doc_id in scored])
         for score, doc_id in scored:
             hit = best.setdefault(doc_id, {"score": 0.0, "query_hits": []})

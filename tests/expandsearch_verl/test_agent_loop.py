@@ -218,7 +218,7 @@ def test_bad_yaml_settings_fail_at_construction(make_loop, scripted):
         InstantiationException, match=r"ConfigError.*unknown agent-loop setting\(s\) \['max_querys'\]"
     ):
         make_loop(scripted(ANSWER), max_querys=3)
-    with pytest.raises(InstantiationException, match="topk=0: must be > 0"):
+    with pytest.raises(InstantiationException, match="topk=0: Input should be greater than 0"):
         make_loop(scripted(ANSWER), topk=0)
 
 

@@ -42,7 +42,7 @@ def test_bad_key_or_value_is_a_clear_error_and_writes_nothing(tmp_path: Path, ca
     assert "unknown key 'max_query'" in capsys.readouterr().err
     assert main(["agent-loop-config", "--set", "topk=0", "--set", "protocol=x", "--output", str(target)]) == 2
     err = capsys.readouterr().err
-    assert "topk=0: must be > 0" in err and "protocol='x'" in err
+    assert "topk=0: Input should be greater than 0" in err and "protocol='x'" in err
     assert not target.exists()
 
 

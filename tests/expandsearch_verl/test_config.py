@@ -60,14 +60,14 @@ def test_every_problem_is_reported_at_once():
         )
     message = str(caught.value)
     for expected in [
-        "topk=0: must be > 0",
-        "protocol='xml': must be one of ['tags', 'tool_call']",
-        "timeout_s='fast': expected float",
-        "retriever_urls=['localhost:8000']: give at least one URL",
-        "max_documents=0: must be >= 1, or null",
-        "squeeze='yes': expected",
+        "topk=0: Input should be greater than 0",
+        "protocol='xml': Input should be 'tags' or 'tool_call'",
+        "timeout_s='fast': Input should be a valid number",
+        "retriever_urls[0]='localhost:8000': String should match pattern '^https?://'",
+        "max_documents=0: Input should be greater than 0",
+        "squeeze='yes': Input should be a valid boolean",
         "backoff_max_s=1.0: must be >= backoff_s=2.0",
-        "max_turns=True: expected int",
+        "max_turns=True: Input should be a valid integer",
     ]:
         assert expected in message
     assert message.count("\n  - ") == 8
@@ -101,8 +101,8 @@ def test_overrides_parse_values_as_yaml(assignment: str, field: str, value: obje
         ("=3", "expected KEY=VALUE"),
         ("top_k=3", "unknown key 'top_k'"),
         ("topk=[1", "not valid YAML"),
-        ("topk=-1", "topk=-1: must be > 0"),
-        ("protocol=json", "must be one of"),
+        ("topk=-1", "topk=-1: Input should be greater than 0"),
+        ("protocol=json", "protocol='json': Input should be 'tags' or 'tool_call'"),
     ],
 )
 def test_bad_overrides_say_what_is_wrong(assignment: str, message: str):
@@ -115,3 +115,17 @@ def test_rendered_variant_round_trips():
     entry = OmegaConf.to_container(OmegaConf.create(variant.to_yaml())[0])
     del entry["name"], entry["_target_"]
     assert AgentLoopConfig.from_kwargs(**entry) == variant
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"retriever_urls": []}, "retriever_urls=[]: List should have at least 1 item"),
+        ({"timeout_s": float("inf")}, "timeout_s=inf: Input should be a finite number"),
+        ({"max_retries": -1}, "max_retries=-1: Input should be greater than or equal to 0"),
+        ({"topk": "3"}, "topk='3': Input should be a valid integer"),
+    ],
+)
+def test_each_limit_is_named_with_the_value(kwargs: dict, message: str):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        AgentLoopConfig.from_kwargs(**kwargs)

@@ -408,7 +408,7 @@ def test_em_and_subem_identical_to_verl_on_20000_random_responses():
     assert matches > 500  # the generator does produce correct answers, not only misses
 
 
-# The deliberate differences, each pinned down (README, "Reward": differences from verl).
+# The deliberate differences, each pinned down (docs/reward.md, "Differences from verl").
 
 
 def test_difference_answer_inside_an_observation_is_not_the_answer():

@@ -13,17 +13,17 @@ LONG = "x" * 2049  # max_query_chars = 2048 by default
 
 # (route, body, field named in the message, text the message must contain)
 BAD_INPUTS = [
-    ("/retrieve", {"queries": []}, "queries", "at least one"),
-    ("/search", {"queries": []}, "queries", "at least one"),
+    ("/retrieve", {"queries": []}, "queries", "at least 1 item"),
+    ("/search", {"queries": []}, "queries", "at least 1 item"),
     ("/search", {"queries": ["   "]}, "queries[0]", "empty"),
     ("/search", {"queries": ["ok", ""]}, "queries[1]", "empty"),
     ("/retrieve", {"queries": ["q"] * 65}, "queries", "max_queries=64"),
     ("/search", {"queries": [LONG]}, "queries[0]", "max_query_chars=2048"),
     ("/search", {"queries": ["q"], "question": LONG}, "question", "max_query_chars=2048"),
-    ("/retrieve", {"queries": ["q"], "topk": 0}, "topk", "max_topk=100"),
-    ("/retrieve", {"queries": ["q"], "topk": -3}, "topk", "max_topk=100"),
+    ("/retrieve", {"queries": ["q"], "topk": 0}, "topk", "greater than or equal to 1"),
+    ("/retrieve", {"queries": ["q"], "topk": -3}, "topk", "greater than or equal to 1"),
     ("/search", {"queries": ["q"], "topk": 101}, "topk", "max_topk=100"),
-    ("/search", {"queries": ["q"], "max_documents": 0}, "max_documents", ">= 1"),
+    ("/search", {"queries": ["q"], "max_documents": 0}, "max_documents", "greater than or equal to 1"),
     ("/retrieve", {"queries": "q"}, "queries", "list"),
     ("/retrieve", {"queries": [1, 2]}, "queries[0]", "string"),
     ("/retrieve", {"queries": ["q"], "topk": "3"}, "topk", "integer"),
@@ -31,10 +31,10 @@ BAD_INPUTS = [
     ("/retrieve", {"queries": ["q"], "topk": True}, "topk", "integer"),
     ("/retrieve", {"queries": ["q"], "return_scores": "yes"}, "return_scores", "boolean"),
     ("/search", {"queries": ["q"], "squeeze": 1}, "squeeze", "boolean"),
-    ("/search", {"queries": ["q"], "retriever": "colbert"}, "retriever", "serves ['dense', 'bm25']"),
+    ("/search", {"queries": ["q"], "retriever": "colbert"}, "retriever", "'dense' or 'bm25'"),
     ("/search", {"topk": 3}, "queries", "required"),
     ("/search", [1, 2], "body", "object"),
-    ("/squeeze", {"queries": ["q"], "documents": []}, "documents", "at least one"),
+    ("/squeeze", {"queries": ["q"], "documents": []}, "documents", "at least 1 item"),
     ("/squeeze", {"queries": ["q"], "documents": [{"title": "t"}]}, "documents[0].text", "required"),
 ]
 

@@ -35,6 +35,12 @@ def test_a_bare_faiss_file_is_served_as_is(synthetic_indexes, base_settings, ser
         from_bare = httpx.post(url + "/retrieve", json=body).json()
     with serve_app(dataclasses.replace(base_settings, retriever=["dense"])) as url:
         assert httpx.post(url + "/retrieve", json=body).json() == from_bare
+        unserved = httpx.post(url + "/retrieve", json={**body, "retriever": "bm25"})
+        schema = httpx.get(url + "/openapi.json").json()["components"]["schemas"]["RetrieveRequest"]
+    assert schema["properties"]["retriever"]["anyOf"][0]["enum"] == ["dense"]  # what it serves
+    assert unserved.status_code == 422 and unserved.json()["detail"][0]["msg"] == (
+        "retriever: 'bm25' is not served; this server serves ['dense']"
+    )
 
 
 def test_mismatches_are_refused_with_the_fix(synthetic_indexes, corpus, minilm_encoder, tmp_path):

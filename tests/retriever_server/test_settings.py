@@ -57,11 +57,11 @@ def test_validate_reports_every_problem():
     for key in (
         "corpus:",
         "dense_index:",
-        "retriever:",
+        "retriever[1]: 'colbert': Input should be 'dense' or 'bm25'",
         "search_topk: 10 exceeds max_topk=5",
-        "cache_size:",
-        "port:",
-        "fusion:",
+        "cache_size: -1: Input should be greater than or equal to 0",
+        "port: 0: Input should be greater than or equal to 1",
+        "fusion: 'sum'",
     ):
         assert key in message
     Settings(demo=True).validate()  # the demo needs nothing else
@@ -140,3 +140,20 @@ def test_every_backend_name_is_registered():
     from retriever_server.squeezer import SQUEEZERS
 
     assert set(SQUEEZERS) == set(SQUEEZER_BACKENDS)
+
+
+def test_types_are_strict_and_each_problem_names_key_value_and_limit(tmp_path):
+    """A YAML value of the wrong type is reported, not coerced, and not a crash in a comparison."""
+    config = tmp_path / "typed.yaml"
+    config.write_text(
+        "demo: true\nport: '8000'\nmax_wait_ms: .nan\nretriever: [dense, dense]\npooling: cls\n"
+    )
+    settings = parse(["--config", str(config), "--fusion", "max"])
+    assert (settings.pooling, settings.fusion) == ("cls", "max")
+    with pytest.raises(ValueError) as error:
+        settings.validate()
+    message = str(error.value)
+    assert "port: '8000': Input should be a valid integer" in message
+    assert "max_wait_ms: nan: Input should be a finite number" in message
+    assert "retriever: ['dense', 'dense']: Value error, each retriever at most once" in message
+    assert message.count("\n  ") == 3

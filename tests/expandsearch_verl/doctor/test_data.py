@@ -1,4 +1,4 @@
-"""train-data / val-data: the parquet files against DESIGN.md's row schema, the agent-loop names, sizes, lengths."""
+"""train-data / val-data: the parquet files against docs/design.md's row schema, the agent-loop names, sizes, lengths."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_search_r1_rows_without_ids_or_questions_are_evaluated(tmp_path, common,
     [
         (("--data-sources", "nq,webq"), "--data-sources: ['webq'] not in"),
         (("--max-per-dataset", 0), "--max-per-dataset: 0 must be >= 1"),
-        (("--set", "topk=0"), "topk=0: must be > 0"),
+        (("--set", "topk=0"), "topk=0: Input should be greater than 0"),
         (("--set", "toppk=3"), "unknown key 'toppk'"),
         (("--concurrency", 0), "--concurrency: 0 must be >= 1"),
         (("--top-p", 0), "--top-p: 0.0 must be in (0, 1]"),
@@ -103,7 +103,7 @@ def test_bad_agent_loop_yaml_and_verl_override(tmp_path, eval_data, common, eval
         "- name: expandsearch_agent\n  _target_: expandsearch_verl.agent_loop.ExpandSearchAgentLoop\n  topk: -1\n"
     )
     status, _, err = eval_cli(eval_data(), *common, "--agent-loop-config", yaml)
-    assert status == 2 and "topk=-1: must be > 0" in err
+    assert status == 2 and "topk=-1: Input should be greater than 0" in err
     status, _, err = eval_cli(eval_data(), *common, "--verl-override", "data.no_such_key=1")
     assert status == 2 and "--verl-override" in err
 

@@ -27,7 +27,8 @@ def test_bench_prints_every_table(capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "| raw concatenation" in out and "| p50 ms |" in out and "| in-process batch 2 |" in out
+    assert "| raw concatenation" in out and "| in-process batch 2 |" in out
+    assert "| client | requests | p50 ms |" in out and "| official |" in out and "| hand-written |" in out
     assert "served / ceiling" in out
 
 

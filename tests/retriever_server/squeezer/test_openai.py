@@ -10,13 +10,7 @@ import pytest
 from retriever_server.metrics import ServerMetrics
 from retriever_server.squeezer import SqueezeError
 from retriever_server.squeezer.llm import LLMSqueezer
-from retriever_server.squeezer.openai import (
-    MAX_BACKOFF_S,
-    OpenAIChat,
-    api_key_from_env,
-    backoff_delay,
-    parse_completion,
-)
+from retriever_server.squeezer.openai import OpenAIChat, api_key_from_env
 from retriever_server.squeezer.prompt import PromptTemplate
 
 MESSAGES = [
@@ -26,7 +20,7 @@ MESSAGES = [
 
 
 def chat(url: str, **kwargs) -> OpenAIChat:
-    options = {"timeout_s": 1.0, "retries": 2, "backoff_s": 0.01, **kwargs}
+    options = {"timeout_s": 1.0, "retries": 2, **kwargs}
     return OpenAIChat(url, "llama-test", **options)
 
 
@@ -49,7 +43,11 @@ async def test_api_key_goes_in_the_bearer_header(chat_server, monkeypatch):
     url, _ = chat_server
     monkeypatch.setenv("SQUEEZER_TEST_KEY", "sk-123")
     client = chat(url, api_key=api_key_from_env("SQUEEZER_TEST_KEY"))
-    assert client.client.headers["authorization"] == "Bearer sk-123"
+    assert client.client.auth_headers == {"Authorization": "Bearer sk-123"}
+    await client.aclose()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-for-another-server")
+    client = chat(url)
+    assert client.client.auth_headers == {"Authorization": "Bearer EMPTY"}  # never $OPENAI_API_KEY
     await client.aclose()
     monkeypatch.delenv("SQUEEZER_TEST_KEY")
     with pytest.raises(ValueError, match="SQUEEZER_TEST_KEY is not set"):
@@ -100,16 +98,6 @@ async def test_a_refused_connection_is_retried_then_reported(free_port):
     await client.aclose()
 
 
-def test_retry_backoff_grows_with_jitter_and_is_capped():
-    for attempt in range(6):
-        delays = [backoff_delay(attempt, 0.05) for _ in range(200)]
-        expected = min(MAX_BACKOFF_S, 0.05 * 2**attempt)
-        assert all(expected / 2 <= delay <= expected for delay in delays)
-        assert len(set(delays)) > 100  # jittered: concurrent clients do not retry in lock-step
-    assert backoff_delay(0, 0.05, retry_after=2.0) == 2.0  # the server's Retry-After wins
-    assert backoff_delay(0, 0.05, retry_after=600) == MAX_BACKOFF_S
-
-
 async def test_concurrency_is_capped(chat_server):
     url, server = chat_server
     server.slow_s = 0.2
@@ -143,15 +131,6 @@ async def test_the_prompt_carries_queries_question_and_passages(chat_server, mak
     assert "- who founded it\n- founder" in user["content"] and "Who founded Rome?" in user["content"]
     assert "[1] Title 1\nPassage 1" in user["content"] and "[2] Title 2" in user["content"]
     assert "[3]" not in user["content"]  # the duplicate passage is sent once
-
-
-def test_parse_completion_names_what_is_wrong():
-    assert (
-        parse_completion(200, b'{"choices": [{"message": {"role": "assistant", "content": "ok"}}]}') == "ok"
-    )
-    for payload in (b"not json", b"{}", b'{"choices": []}', b'{"choices": [{"message": {"content": null}}]}'):
-        with pytest.raises(SqueezeError, match="malformed"):
-            parse_completion(200, payload)
 
 
 async def test_the_official_openai_client_accepts_the_test_server(chat_server):

@@ -85,7 +85,6 @@ def test_an_unreachable_squeezer_and_an_exploding_one_never_make_a_500(base_sett
         squeezer="openai",
         squeezer_url=f"http://127.0.0.1:{free_port}/v1",
         squeezer_retries=1,
-        squeezer_backoff_s=0.01,
     )
     with serve_app(unreachable) as url:
         body = _search(url, squeeze=True)
