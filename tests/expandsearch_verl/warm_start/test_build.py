@@ -104,3 +104,20 @@ async def test_an_answer_the_budget_would_cut_is_never_kept(
     assert report.dropped > 0 and report.dropped + report.examples == 2 * len(chosen)
     assert kept and all(example["response"].endswith("</answer>") for example in kept)
     assert report.searches == {1: len(kept)}  # two searches never fit: multi-hop rows fell back to one
+
+
+async def test_with_the_real_demo_retriever_a_second_search_follows_a_name_read(
+    rows, chat_tokenizer, chat_model_dir, demo_retriever_url
+):
+    chosen = [
+        row for row in rows if row.id == "train_0" and row.data_source == "hotpotqa"
+    ]  # Jurassic Park's director
+    examples, report = await build_examples(
+        chosen, loop_builder(chat_tokenizer, chat_model_dir, demo_retriever_url, 512)
+    )
+    assert report.examples == 2 and report.searches == {2: 2}
+    for example in examples:
+        first_observation = example["response"].split("<information>")[1]
+        name = example["queries"][1][0]
+        assert "(Title: " in first_observation and name in first_observation  # read, then searched
+        assert not set(name.casefold().split()) & set(chosen[0].question.casefold().split())
