@@ -32,7 +32,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, PositiveInt, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -47,41 +50,18 @@ class ContextTooLong(GenerationError):
     """The prompt plus its budget exceed the model's positions (the caller's lengths are the fix)."""
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(strict=True))
 class SamplingParams:
-    """One request's decoding: vLLM's names and meanings. temperature 0 is greedy."""
+    """One request's decoding: vLLM's names and meanings. temperature 0 is greedy. Checked when made
+    (pydantic: every problem at once, with its field, value and limit)."""
 
-    max_tokens: int
-    stop: tuple[str, ...] = ()
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = -1  # -1 or 0: no top-k
+    max_tokens: PositiveInt
+    stop: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    temperature: Annotated[float, Field(ge=0, le=100)] = 0.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    top_k: Annotated[int, Field(ge=-1)] = -1  # -1 or 0: no top-k
     seed: int | None = None  # sampled rows: the same seed gives the same tokens, alone or batched
     logprobs: bool = False
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"max_tokens must be an integer >= 1, got {self.max_tokens!r}"
-            if not _is_int(self.max_tokens) or self.max_tokens < 1
-            else "",
-            f"temperature must be a number in [0, 100], got {self.temperature!r}"
-            if not _is_number(self.temperature) or not 0 <= self.temperature <= 100
-            else "",
-            f"top_p must be a number in (0, 1], got {self.top_p!r}"
-            if not _is_number(self.top_p) or not 0 < self.top_p <= 1
-            else "",
-            f"top_k must be -1, 0 or a positive integer, got {self.top_k!r}"
-            if not _is_int(self.top_k) or self.top_k < -1
-            else "",
-            f"seed must be an integer or None, got {self.seed!r}"
-            if self.seed is not None and not _is_int(self.seed)
-            else "",
-            f"stop must be a list of non-empty strings, got {self.stop!r}"
-            if not all(isinstance(s, str) and s for s in self.stop)
-            else "",
-        ]
-        if any(problems):
-            raise GenerationError("; ".join(p for p in problems if p))
 
     @classmethod
     def from_request(cls, sampling_params: Mapping[str, Any]) -> SamplingParams:
@@ -89,15 +69,23 @@ class SamplingParams:
         if "max_tokens" not in sampling_params:
             raise GenerationError("max_tokens is required")
         stop = sampling_params.get("stop") or ()
-        return cls(
-            max_tokens=sampling_params["max_tokens"],
-            stop=(stop,) if isinstance(stop, str) else tuple(stop),
-            temperature=sampling_params.get("temperature", 0.0),
-            top_p=sampling_params.get("top_p", 1.0),
-            top_k=sampling_params.get("top_k", -1),
-            seed=sampling_params.get("seed"),
-            logprobs=bool(sampling_params.get("logprobs")),
-        )
+        try:
+            return cls(
+                max_tokens=sampling_params["max_tokens"],
+                stop=(stop,) if isinstance(stop, str) else tuple(stop),
+                temperature=sampling_params.get("temperature", 0.0),
+                top_p=sampling_params.get("top_p", 1.0),
+                top_k=sampling_params.get("top_k", -1),
+                seed=sampling_params.get("seed"),
+                logprobs=bool(sampling_params.get("logprobs")),
+            )
+        except ValidationError as error:
+            raise GenerationError(
+                "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['input']!r}: {e['msg']}"
+                    for e in error.errors(include_url=False)
+                )
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -402,11 +390,3 @@ class BatchedGenerator:
         self._thread.shutdown(
             wait=False, cancel_futures=True
         )  # never block the event loop on a running batch
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
