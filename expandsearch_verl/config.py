@@ -106,7 +106,11 @@ class AgentLoopConfig:
         ),
     )
     timeout_s: PositiveSeconds = field(
-        default=30.0, metadata=_doc("seconds one /search attempt may take (ExpandSearch tool: 30)")
+        default=60.0,
+        metadata=_doc(
+            "seconds one /search attempt may take: the server's squeeze_timeout_s (30) + 15 s, raised to that "
+            "when /health says more (ExpandSearch tool: 30, which gave up just as the server fell back)"
+        ),
     )
     connect_timeout_s: PositiveSeconds = field(
         default=3.0, metadata=_doc("seconds to open a connection to a replica")

@@ -9,7 +9,12 @@ attempts (connection error, timeout, 408, 429, 5xx, an unreadable body) are retr
 exponential backoff and full jitter, moving round-robin to the next replica; a retry on a replica
 not yet tried in this call goes out at once. Each replica has a circuit breaker: after
 `breaker_failures` consecutive failures it is left out for `breaker_cooldown_s`, then probed
-again; while every breaker is open, a search fails at once. Another 4xx (our request or our
+again; while every breaker is open, a search fails at once. A slow answer (a read timeout) is
+retried but does not count towards the breaker: the replica is alive, only loaded, and shutting it
+out would fail every search of the worker at once. The read timeout covers the server's whole
+budget: before its first search a replica's `/health` says its `squeeze_timeout_s`, after which
+the server answers with the fused passages (`squeezed: false`); a `timeout_s` shorter than that
+plus `SEARCH_MARGIN_S` is raised to it, with one warning. Another 4xx (our request or our
 setup: a query over the server's limit, a wrong URL, a missing token) is not retried. When a
 search fails for good, `search` raises `SearchError`; the agent loop turns it into an
 observation, it never kills a rollout. A server started with `--auth-token` is answered with the
@@ -32,6 +37,9 @@ from pydantic import BaseModel, ValidationError
 from expandsearch_verl.config import AgentLoopConfig
 
 TOKEN_ENV = "EXPANDSEARCH_RETRIEVER_TOKEN"  # the retriever_server's --auth-token, sent as a bearer token
+# Seconds a /search may take beyond the server's squeeze budget: encoding, the index search and the
+# wait in the server's queue when hundreds of trajectories search at once.
+SEARCH_MARGIN_S = 15.0
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.environ.get("EXPANDSEARCH_LOGGING_LEVEL", "WARNING").upper())
@@ -69,13 +77,23 @@ class SearchError(RuntimeError):
         self.reason = reason
 
 
+def needed_timeout_s(health: dict) -> float | None:
+    """The read timeout that outlasts the server's whole `/search` budget, from its `/health`; None if
+    the server does not say (an older server)."""
+    budgets = health.get("budgets") if isinstance(health, dict) else None
+    squeeze = budgets.get("squeeze_timeout_s") if isinstance(budgets, dict) else None
+    return None if not isinstance(squeeze, int | float) else float(squeeze) + SEARCH_MARGIN_S
+
+
 @dataclass
 class Replica:
-    """One retriever URL and its circuit breaker."""
+    """One retriever URL, its read timeout and its circuit breaker."""
 
     url: str
-    failures: int = 0  # consecutive
+    read_timeout_s: float  # the agent loop's timeout_s, raised to the server's budget once known
+    failures: int = 0  # consecutive, of the kinds that say the replica is down (not slow answers)
     open_until: float = 0.0  # monotonic time before which the replica is left out
+    budget_probe: asyncio.Task | None = None  # GET /health once, shared by concurrent searches
 
     def available(self, now: float) -> bool:
         return self.open_until <= now
@@ -89,11 +107,14 @@ class ClientStats:
     retries: int = 0
     failed_searches: int = 0
     breaker_opens: int = 0
+    read_timeouts: int = 0  # slow answers: retried, never counted towards a breaker
     status_counts: dict[int, int] = field(default_factory=dict)
 
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, reason: str, *, slow: bool = False):
+        super().__init__(reason)
+        self.slow = slow  # a read timeout: the replica is alive, so its breaker is left alone
 
 
 class RetrieverClient:
@@ -101,7 +122,7 @@ class RetrieverClient:
 
     def __init__(self, config: AgentLoopConfig):
         self.config = config
-        self.replicas = [Replica(url.rstrip("/")) for url in config.retriever_urls]
+        self.replicas = [Replica(url.rstrip("/"), config.timeout_s) for url in config.retriever_urls]
         self.stats = ClientStats()
         self._next = 0
         token = os.environ.get(TOKEN_ENV)
@@ -136,10 +157,14 @@ class RetrieverClient:
             self.stats.requests += 1
             self.stats.retries += bool(attempt)
             try:
+                await self._learn_budget(replica)
                 result = await self._post(replica, payload)
             except _Retryable as error:
                 reason = f"{error} (attempt {attempt + 1} of {self.config.max_retries + 1})"
-                self._record_failure(replica)
+                if error.slow:
+                    self.stats.read_timeouts += 1
+                else:
+                    self._record_failure(replica)
                 continue
             except SearchError as error:
                 replica.failures = 0  # the replica answered: it is healthy, the request was not
@@ -153,11 +178,46 @@ class RetrieverClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _post(self, replica: Replica, payload: dict) -> SearchResult:
+    async def _learn_budget(self, replica: Replica) -> None:
+        """Once per replica: raise its read timeout to the server's budget (`/health`) if it is shorter."""
+        if replica.budget_probe is None:
+            replica.budget_probe = asyncio.ensure_future(self._read_budget(replica))
         try:
-            response = await self._http.post(f"{replica.url}/search", json=payload)
+            needed = await asyncio.shield(replica.budget_probe)
+        except httpx.HTTPError:  # not up yet: the search says what is wrong, the next one asks again
+            replica.budget_probe = None
+            return
+        if needed is not None and replica.read_timeout_s < needed:
+            logger.warning(
+                "retriever %s may take %g s (its squeeze_timeout_s + %g s); timeout_s=%g would give up "
+                "before its fallback arrives: waiting %g s",
+                replica.url,
+                needed,
+                SEARCH_MARGIN_S,
+                replica.read_timeout_s,
+                needed,
+            )
+            replica.read_timeout_s = needed
+
+    async def _read_budget(self, replica: Replica) -> float | None:
+        response = await self._http.get(f"{replica.url}/health", timeout=self.config.connect_timeout_s + 5)
+        try:
+            return needed_timeout_s(response.json())
+        except ValueError:
+            return None
+
+    async def _post(self, replica: Replica, payload: dict) -> SearchResult:
+        timeout = httpx.Timeout(replica.read_timeout_s, connect=self.config.connect_timeout_s, pool=None)
+        try:
+            response = await self._http.post(f"{replica.url}/search", json=payload, timeout=timeout)
+        except (httpx.ReadTimeout, httpx.WriteTimeout):
+            raise _Retryable(
+                f"the retriever did not answer within {replica.read_timeout_s:g} s", slow=True
+            ) from None
         except httpx.TimeoutException:
-            raise _Retryable(f"the retriever did not answer within {self.config.timeout_s:g} s") from None
+            raise _Retryable(
+                f"the retriever could not be reached within {self.config.connect_timeout_s:g} s"
+            ) from None
         except httpx.HTTPError as error:
             raise _Retryable(f"the retriever could not be reached ({type(error).__name__})") from None
         status = response.status_code

@@ -11,8 +11,8 @@
 #   RETRIEVER_URLS=http://127.0.0.1:8002 EXPERIMENT_NAME=eval_llama3.1-8b MODEL_PATH=... bash recipes/eval_expandsearch.sh
 #   SQUEEZE=false MODEL_PATH=... bash recipes/eval_expandsearch.sh            # the same policy without a squeezer
 #
-# Greedy decoding (verl's val_kwargs: temperature 0, n 1) on every row of VAL_FILE (the seven test sets),
-# once, then it stops. Per-dataset EM is logged as val-aux/<data_source>/em/mean@1 (and F1, searches, ...),
+# Greedy decoding (verl's val_kwargs: temperature 0, n 1) on every row of VAL_FILE (the seven test sets), in
+# batches of VAL_BATCH_SIZE, once, then it stops. The GPU layout is the training recipe's (docs/gpu-layout.md). Per-dataset EM is logged as val-aux/<data_source>/em/mean@1 (and F1, searches, ...),
 # and every trajectory is written to $RUN_DIR/validation/0.jsonl. MODEL_PATH is a Hugging Face directory:
 # merge a verl checkpoint first (README, "Merge the checkpoint"). Toggles are the PPO recipe's
 # (SQUEEZE, TOPK, NUM_VARIANTS, MAX_TURNS, RETRIEVER_URLS, ...); for the Search-R1 baseline's checkpoint use
@@ -24,6 +24,7 @@ export MODEL_PATH
 export VAL_ONLY=True
 export ADV_ESTIMATOR=${ADV_ESTIMATOR:-grpo}          # no critic to load: validation only generates and scores
 export USE_KL_LOSS=${USE_KL_LOSS:-False}             # and no reference model
+export VAL_MAX_SAMPLES=${VAL_MAX_SAMPLES:--1}        # every test question (training validates on a sample)
 export DATA_DIR=${DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/data/expandsearch}
 export TRAIN_FILE=${TRAIN_FILE:-${VAL_FILE:-$DATA_DIR/test.parquet}}   # verl builds a train loader even to validate
 export EXPERIMENT_NAME=${EXPERIMENT_NAME:-eval_$(basename "$(dirname "$(dirname "$MODEL_PATH")")")}

@@ -3,16 +3,17 @@
 #
 #   bash recipes/download_wiki18.sh                     # once: corpus + index into data/wiki18
 #   bash recipes/launch_squeezer.sh &                   # Llama-3.1-8B-Instruct on vLLM at :8001 (SQUEEZER=openai)
-#   bash recipes/launch_retriever.sh                    # http://127.0.0.1:8000, index sharded over GPUs 0-7
+#   bash recipes/launch_retriever.sh                    # http://127.0.0.1:8000, index sharded over GPUs 0-6
 #   GPUS=0,1 HOST=0.0.0.0 bash recipes/launch_retriever.sh               # a retriever node serving other nodes
 #   SQUEEZER=none bash recipes/launch_retriever.sh                       # no squeezer (Search-R1, the w/o-squeezer ablation)
 #   SQUEEZER_URL=https://integrate.api.nvidia.com/v1 SQUEEZER_MODEL=meta/llama-4-maverick-17b-128e-instruct \
 #       SQUEEZER_API_KEY_ENV=NVIDIA_API_KEY bash recipes/launch_retriever.sh      # the paper's squeezer on NVIDIA NIM (paid)
 #   DRY_RUN=1 bash recipes/launch_retriever.sh          # print the command
 #
-# GPU memory: the flat index is 21,015,324 x 768 dims; fp16 on GPU (the default) that is 32.3 GB in all,
-# split over GPUS (8 GPUs: 4.0 GB each, next to training, as Search-R1 runs it; 2 GPUs: 16.1 GB each);
-# fp32 (--no-gpu-fp16) doubles it. The E5 encoder adds ~0.3 GB on the first GPU. Host RAM: the 65 GB file
+# GPU memory: the flat index is 21,015,324 x 768 dims; fp16 on GPU (the default) that is 32.3 GB = 30.1 GiB in
+# all, split over GPUS (the default 7: 4.3 GiB each beside training, GPU 7 left to the squeezer; 2 GPUs: 15.0 GiB
+# each) plus faiss's scratch (1.5 GiB per GPU); fp32 (--no-gpu-fp16) doubles it. The E5 encoder adds ~0.3 GiB on
+# the first GPU. The whole node's plan: docs/gpu-layout.md. Host RAM: the 65 GB file
 # is read before the copy to GPU, plus the memory-mapped corpus. Without a CUDA build of faiss, set
 # GPUS= (empty) for a CPU index (slow at this size; an HNSW index from `build-index` is the CPU option).
 # `/health` answers 503 while loading and 200 when ready; the training recipes' doctor fails until then. Other flags: `python -m retriever_server serve --help`, passed through with "$@".
@@ -22,7 +23,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WIKI18_DIR=${WIKI18_DIR:-$REPO_ROOT/data/wiki18}
 CORPUS=${CORPUS:-$WIKI18_DIR/wiki-18.jsonl.gz}        # the retriever reads .jsonl or .jsonl.gz
 DENSE_INDEX=${DENSE_INDEX:-$WIKI18_DIR/e5_Flat.index}  # Search-R1's bare faiss file, or a build-index directory
-GPUS=${GPUS:-0,1,2,3,4,5,6,7}                         # faiss GPUs, comma-separated; empty: CPU
+GPUS=${GPUS-0,1,2,3,4,5,6}                            # faiss GPUs (the trainers'), comma-separated; empty: CPU
 HOST=${HOST:-127.0.0.1}                               # 0.0.0.0 to serve other nodes (then set EXPANDSEARCH_RETRIEVER_TOKEN)
 PORT=${PORT:-8000}                                    # the agent loop's default RETRIEVER_URLS port
 SQUEEZER=${SQUEEZER:-openai}                          # openai (vLLM, SGLang, NIM) | none | hf | extractive

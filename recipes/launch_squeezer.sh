@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ExpandSearch | squeezer | Llama-3.1-8B-Instruct on vLLM | 1 node x 1 GPU, OpenAI-compatible, for `--squeezer openai`
 #
-#   bash recipes/launch_squeezer.sh                                          # GPU 0, http://127.0.0.1:8001/v1
-#   CUDA_VISIBLE_DEVICES=7 PORT=8002 bash recipes/launch_squeezer.sh
-#   MODEL=meta-llama/Llama-3.3-70B-Instruct TP=4 CUDA_VISIBLE_DEVICES=4,5,6,7 bash recipes/launch_squeezer.sh
+#   bash recipes/launch_squeezer.sh                                          # GPU 7, http://127.0.0.1:8001/v1
+#   GPUS=0 PORT=8002 bash recipes/launch_squeezer.sh                         # a squeezer node's first GPU
+#   MODEL=meta-llama/Llama-3.3-70B-Instruct TP=4 GPUS=4,5,6,7 bash recipes/launch_squeezer.sh
 #   bash recipes/launch_squeezer.sh --max-num-batched-tokens 16384          # anything after goes to `vllm serve`
 #   DRY_RUN=1 bash recipes/launch_squeezer.sh                                # print the command
 #
@@ -23,6 +23,7 @@
 set -euo pipefail
 
 MODEL=${MODEL:-meta-llama/Llama-3.1-8B-Instruct}   # the paper's test-time squeezer swap for Llama-4-Maverick
+GPUS=${GPUS:-${CUDA_VISIBLE_DEVICES:-7}}           # its own GPU(s): 7 on a training node (docs/gpu-layout.md); TP of them
 SERVED_NAME=${SERVED_NAME:-$MODEL}                 # what the retriever's --squeezer-model must say
 HOST=${HOST:-127.0.0.1}                            # 0.0.0.0 when the retriever runs on another node
 PORT=${PORT:-8001}                                 # the retriever takes 8000
@@ -52,6 +53,8 @@ SERVER=(
 if [[ -n "$API_KEY" ]]; then
     SERVER+=(--api-key "$API_KEY")
 fi
+
+export CUDA_VISIBLE_DEVICES=$GPUS                  # vLLM takes the share below of each of these, and nothing else
 
 if [[ "$DRY_RUN" == 1 ]]; then
     printf '%s\n' vllm serve "$MODEL" "${SERVER[@]}" "$@"

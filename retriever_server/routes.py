@@ -111,12 +111,18 @@ async def squeeze(body: SqueezeRequest, service: ReadyService) -> Response:
 async def health(request: Request, response: Response) -> dict:
     """200 once loaded; 503 with status "loading" (or "error" and the reason) before."""
     state = request.app.state
+    budgets = {"budgets": {"squeeze_timeout_s": state.settings.squeeze_timeout_s}}
     if state.service is not None:
-        return state.service.health()
+        return {**state.service.health(), **budgets}
     response.status_code = 503
     if state.load_error is not None:
-        return {"status": "error", "error": state.load_error}
-    return {"status": "loading", "retrievers": state.settings.retriever, "squeezer": state.settings.squeezer}
+        return {"status": "error", "error": state.load_error, **budgets}
+    return {
+        "status": "loading",
+        "retrievers": state.settings.retriever,
+        "squeezer": state.settings.squeezer,
+        **budgets,
+    }
 
 
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=protected)

@@ -288,8 +288,17 @@ SQUEEZE_ERRORS = {
 }
 
 
+class Budgets(BaseModel):
+    """The server's time limits, so a client can wait long enough for the fallback (never less)."""
+
+    squeeze_timeout_s: float = Field(
+        description="a squeeze slower than this falls back to the fused passages"
+    )
+
+
 class Health(BaseModel):
     status: str
+    budgets: Budgets | None = None
     corpus_size: int | None = None
     retriever: str | None = None
     retrievers: list[str] = []

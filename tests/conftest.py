@@ -140,6 +140,30 @@ def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_chat_model(tmp_path_factory.mktemp("tiny_qwen2"))
 
 
+# Qwen2.5-3B-Instruct's config.json (the keys that size the model), for the GPU memory plan at real size.
+QWEN2_5_3B_CONFIG = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_size": 2048,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "max_position_embeddings": 32768,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+}
+
+
+@pytest.fixture(scope="session")
+def qwen3b_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen2.5-3B-Instruct's config alone (no weights, no tokenizer): what the GPU memory plan reads."""
+    target = tmp_path_factory.mktemp("qwen2.5-3b-config")
+    (target / "config.json").write_text(json.dumps(QWEN2_5_3B_CONFIG))
+    return target
+
+
 @pytest.fixture(scope="session")
 def demo_retriever_url():
     """Base URL (`http://127.0.0.1:<port>`) of a real `python -m retriever_server serve --demo` subprocess.

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from expandsearch_verl.doctor.context import Preflight
 from expandsearch_verl.doctor.data import check_train_data, check_val_data
+from expandsearch_verl.doctor.memory import check_gpu_memory, check_logits
 from expandsearch_verl.doctor.model import check_models
 from expandsearch_verl.doctor.plugin import check_agent_loop, check_reward
 from expandsearch_verl.doctor.ray_nodes import check_ray_nodes
@@ -35,6 +36,8 @@ CHECKS: list[tuple[str, Check]] = [
     ("reward", check_reward),
     ("agent-loop", check_agent_loop),
     ("model", check_models),
+    ("gpu-memory", check_gpu_memory),
+    ("logits", check_logits),
     ("train-data", check_train_data),
     ("val-data", check_val_data),
     ("retriever", check_retriever),

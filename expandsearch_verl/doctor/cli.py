@@ -17,6 +17,7 @@ import os
 import sys
 
 from expandsearch_verl.doctor import CHECK_NAMES, Preflight, Status, run_checks
+from expandsearch_verl.doctor.context import GpuLayout
 from expandsearch_verl.doctor.report import render_json, render_table
 
 
@@ -43,6 +44,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout-s", type=float, default=10.0, help="seconds per network request")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    layout = parser.add_argument_group(
+        "GPU layout on a node, for the gpu-memory plan (the recipes pass theirs)"
+    )
+    layout.add_argument(
+        "--train-gpus",
+        type=_gpu_ids,
+        default=None,
+        help="the trainer's GPU ids (default: $CUDA_VISIBLE_DEVICES, else 0..n_gpus_per_node-1)",
+    )
+    layout.add_argument("--retriever-gpus", type=_gpu_ids, default=[], help="the retriever's faiss GPU ids")
+    layout.add_argument(
+        "--squeezer-gpus", type=_gpu_ids, default=[], help="a local squeezer's GPU ids (none: remote)"
+    )
+    layout.add_argument(
+        "--index-gib",
+        type=float,
+        default=30.1,
+        help="the dense index on GPU (wiki-18 flat: 30.1 fp16, 60.1 fp32)",
+    )
+    layout.add_argument(
+        "--squeezer-memory-fraction", type=float, default=0.9, help="the squeezer's --gpu-memory-utilization"
+    )
+    layout.add_argument(
+        "--gpu-memory-gib", type=float, default=None, help="each GPU's memory (default: measured, else 79.2)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,10 +83,28 @@ def run(args: argparse.Namespace) -> int:
         skip_network=args.skip_network,
         ray_address=_ray_address(args),
         timeout_s=args.timeout_s,
+        layout=GpuLayout(
+            train_gpus=args.train_gpus,
+            retriever_gpus=args.retriever_gpus,
+            squeezer_gpus=args.squeezer_gpus,
+            index_gib=args.index_gib,
+            squeezer_memory_fraction=args.squeezer_memory_fraction,
+            card_gib=args.gpu_memory_gib,
+        ),
     )
     results = run_checks(ctx, skip=frozenset(args.skip))
     print(render_json(results) if args.json else render_table(results))
     return 1 if any(result.status is Status.FAIL for result in results) else 0
+
+
+def _gpu_ids(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; '' -> [] (none on this node)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected GPU ids separated by commas, e.g. 0,1,2"
+        ) from None
 
 
 def _ray_address(args: argparse.Namespace) -> str | None:

@@ -26,7 +26,34 @@ def check_train_data(ctx: Preflight) -> list[CheckResult]:
 
 
 def check_val_data(ctx: Preflight) -> list[CheckResult]:
-    return _check_split(ctx, "val-data", "data.val_files", train=False)
+    return _check_split(ctx, "val-data", "data.val_files", train=False) + _validation_batches(ctx)
+
+
+def _validation_batches(ctx: Preflight) -> list[CheckResult]:
+    """verl sends the whole validation set to the rollout at once unless `data.val_batch_size` is set:
+    ~51k questions of the seven test sets, and three searches and squeezes for each, in one burst."""
+    import pyarrow.parquet as pq
+
+    if ctx.select("data.val_batch_size") is not None:
+        return []
+    files = ctx.select("data.val_files")
+    paths = [Path(str(file)).expanduser() for file in ([files] if isinstance(files, str) else files or [])]
+    if not paths or not all(path.is_file() for path in paths):
+        return []
+    rows = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+    sample = ctx.select("data.val_max_samples", -1)
+    rows = min(rows, sample) if sample > 0 else rows
+    step = ctx.select("data.train_batch_size")
+    if rows <= step:
+        return []
+    return [
+        warned(
+            "val-data",
+            f"data.val_batch_size is unset: each validation sends all {rows:,} rows to the rollout, the retriever "
+            f"and the squeezer at once (a training step sends {step})",
+            f"data.val_batch_size={step}",
+        )
+    ]
 
 
 def schema_problems(schema: Any) -> list[str]:

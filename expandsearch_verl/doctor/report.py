@@ -47,21 +47,24 @@ def count(results: list[CheckResult], status: Status) -> int:
 
 
 def render_table(results: list[CheckResult], width: int | None = None) -> str:
-    """A fixed-width table: CHECK, RESULT, DETAIL, and a `fix:` line under every warning and failure."""
+    """A table: CHECK, RESULT, DETAIL, and a `fix:` line under every warning and failure.
+
+    What a user copies is never broken: a detail wraps at spaces only (not at the hyphen of a path,
+    not inside a path or URL longer than the line), and a fix, a command or an override, is one
+    line whatever the terminal's width.
+    """
     width = width or shutil.get_terminal_size((120, 24)).columns
     name_width = max([len("CHECK"), *(len(result.check) for result in results)])
     indent = name_width + 2 + 6 + 2
     text_width = max(40, width - indent)
     lines = [f"{'CHECK':<{name_width}}  RESULT  DETAIL"]
     for result in results:
-        detail = textwrap.wrap(result.detail, text_width) or [""]
+        detail = textwrap.wrap(result.detail, text_width, break_on_hyphens=False, break_long_words=False)
         shown = result.status.value.upper() if result.status is Status.FAIL else result.status.value
-        lines.append(f"{result.check:<{name_width}}  {shown:<6}  {detail[0]}")
+        lines.append(f"{result.check:<{name_width}}  {shown:<6}  {(detail or [''])[0]}")
         lines.extend(" " * indent + line for line in detail[1:])
         if result.fix:
-            fix = textwrap.wrap(result.fix, text_width - 5)
-            lines.append(" " * indent + "fix: " + fix[0])
-            lines.extend(" " * (indent + 5) + line for line in fix[1:])
+            lines.append(" " * indent + "fix: " + " ".join(result.fix.split()))
     summary = (
         f"{len(results)} checks: {count(results, Status.PASS)} passed, {count(results, Status.WARN)} warnings, "
         f"{count(results, Status.FAIL)} failed, {count(results, Status.SKIP)} skipped"

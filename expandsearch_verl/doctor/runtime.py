@@ -60,6 +60,19 @@ def check_plugin_install(ctx: Preflight) -> list[CheckResult]:
 def check_rollout_engine(ctx: Preflight) -> list[CheckResult]:
     name = "engine"
     engine = ctx.select("actor_rollout_ref.rollout.name")
+    if (
+        engine == "sglang"
+        and ctx.expandsearch_loops
+        and ctx.select("actor_rollout_ref.rollout.skip_tokenizer_init")
+    ):
+        return [
+            failed(
+                name,
+                "SGLang without a tokenizer (rollout.skip_tokenizer_init=True, verl's default) cannot apply the "
+                "agent loop's stop strings </search> and </answer>: it crashes or rejects every request",
+                "actor_rollout_ref.rollout.skip_tokenizer_init=False (the recipes' ROLLOUT=sglang sets it)",
+            )
+        ]
     module = ENGINE_MODULES.get(str(engine))
     if module is None:
         return [

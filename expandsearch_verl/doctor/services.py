@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from expandsearch_verl.doctor.context import Preflight
 from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
+from expandsearch_verl.retriever_client import needed_timeout_s
 
 TOKEN_ENV = "EXPANDSEARCH_RETRIEVER_TOKEN"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
@@ -30,7 +31,7 @@ def check_retriever(ctx: Preflight) -> list[CheckResult]:
     results = []
     with httpx.Client(timeout=ctx.timeout_s, headers=_auth_headers()) as client:
         for url in ctx.retriever_urls():
-            results += _check_one_retriever(client, name, url.rstrip("/"), loop.max_queries, loop.topk)
+            results += _check_one_retriever(client, name, url.rstrip("/"), loop)
     nodes = ctx.select("trainer.nnodes", 1)
     for url in ctx.retriever_urls():
         if nodes > 1 and urlsplit(url).hostname in LOOPBACK_HOSTS:
@@ -113,9 +114,10 @@ def check_squeezer(ctx: Preflight) -> list[CheckResult]:
     return results
 
 
-def _check_one_retriever(client: Any, name: str, url: str, max_queries: int, topk: int) -> list[CheckResult]:
+def _check_one_retriever(client: Any, name: str, url: str, loop: Any) -> list[CheckResult]:
     import httpx
 
+    max_queries, topk = loop.max_queries, loop.topk
     try:
         health = client.get(f"{url}/health")
     except httpx.HTTPError as exc:
@@ -178,6 +180,23 @@ def _check_one_retriever(client: Any, name: str, url: str, max_queries: int, top
             name,
             f"{url}: {corpus} passages, retrievers {body.get('retrievers') or body.get('retriever')}, "
             f"squeezer {body.get('squeezer')}; /search of {max_queries} x topk {topk} gave {documents} documents in {elapsed_ms:.0f} ms",
+        ),
+        *_timeout_covers_budget(name, url, loop.timeout_s, body),
+    ]
+
+
+def _timeout_covers_budget(name: str, url: str, timeout_s: float, health: dict) -> list[CheckResult]:
+    """The loop's read timeout outlasts the server's squeeze budget, so its fallback is ever read."""
+    needed = needed_timeout_s(health)
+    if needed is None or timeout_s >= needed:
+        return []
+    squeeze = health["budgets"]["squeeze_timeout_s"]
+    return [
+        warned(
+            name,
+            f"the agent loop's timeout_s={timeout_s:g} does not cover {url}'s squeeze_timeout_s={squeeze:g} + "
+            f"{needed - squeeze:g} s of retrieval: the client raises it to {needed:g} s on its first search",
+            f"expandsearch agent-loop-config --set timeout_s={needed:g} (or the YAML's timeout_s)",
         )
     ]
 

@@ -1,6 +1,6 @@
 """`expandsearch eval`: a checkpoint through the training agent loop, over a data_prep parquet.
 
-    vllm serve CHECKPOINT --port 8001                          # the policy (any OpenAI-compatible server)
+    vllm serve CHECKPOINT --port 8001 --generation-config vllm   # the policy (any OpenAI-compatible server)
     python -m retriever_server serve ... --port 8000            # the retriever
     expandsearch eval data/test.parquet --policy-url http://127.0.0.1:8001 \\
         --retriever-url http://127.0.0.1:8000 --output-dir outputs/eval

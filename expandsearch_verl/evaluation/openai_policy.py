@@ -2,7 +2,8 @@
 
 Token ids in, token ids out, as verl's own rollout: each turn POSTs `/v1/completions` with the
 trajectory so far as `prompt` (a list of token ids), the loop's `stop` strings and `max_tokens`,
-and its sampling params (greedy unless told otherwise: the papers evaluate greedily). vLLM returns
+and every sampling param, defaults included (greedy unless told otherwise: the papers evaluate
+greedily; a parameter left out would be filled from the checkpoint's `generation_config`). vLLM returns
 the sampled ids (`return_token_ids`, vLLM >= 0.10.2), so the model's tokens are never re-encoded.
 
 A server that returns text only (an older vLLM, another engine) gets its text re-encoded with the
@@ -146,17 +147,15 @@ class OpenAIPolicy:
             "model": self.model,
             "prompt": list(prompt_ids),
             "max_tokens": int(sampling_params["max_tokens"]),
-            "temperature": float(sampling_params.get("temperature", 0.0)),
-            "top_p": float(sampling_params.get("top_p", 1.0)),
+            # Every sampling parameter, defaults included: vLLM fills a missing one from the checkpoint's
+            # generation_config (Qwen2.5-Instruct ships repetition_penalty 1.05, top_k 20), so the
+            # eval would not decode as verl's validation does (verl overrides that config).
+            **sampling_fields(sampling_params),
             "stop": list(sampling_params.get("stop") or []),
             "include_stop_str_in_output": True,  # vLLM: the text ends like the token ids do
             "return_token_ids": True,  # vLLM: the sampled ids, so nothing is re-encoded
             "skip_special_tokens": False,
         }
-        if int(sampling_params.get("top_k", -1)) > 0:
-            payload["top_k"] = int(sampling_params["top_k"])
-        if float(sampling_params.get("repetition_penalty", 1.0)) != 1.0:
-            payload["repetition_penalty"] = float(sampling_params["repetition_penalty"])
         if self.seed is not None:
             payload["seed"] = self.seed
         if sampling_params.get("logprobs"):
@@ -209,6 +208,20 @@ class OpenAIPolicy:
         raise PolicyError(
             f"the policy server {self.root} failed {self.retries + 1} time(s) on {path}: {reason}"
         )
+
+
+def sampling_fields(sampling_params: dict[str, Any]) -> dict[str, float | int]:
+    """The request's sampling fields, each one explicit (top_k -1 = every token, as verl's val_kwargs)."""
+    top_k = int(sampling_params.get("top_k", -1))
+    return {
+        "temperature": float(sampling_params.get("temperature", 0.0)),
+        "top_p": float(sampling_params.get("top_p", 1.0)),
+        "top_k": top_k if top_k > 0 else -1,
+        "min_p": float(sampling_params.get("min_p", 0.0)),
+        "repetition_penalty": float(sampling_params.get("repetition_penalty", 1.0)),
+        "presence_penalty": float(sampling_params.get("presence_penalty", 0.0)),
+        "frequency_penalty": float(sampling_params.get("frequency_penalty", 0.0)),
+    }
 
 
 def _open_action(text: str, stops: list[str]) -> str | None:

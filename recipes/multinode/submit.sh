@@ -24,6 +24,9 @@ RECIPE=${RECIPE:-train_expandsearch_ppo_qwen2.5-3b.sh}   # any recipe in recipes
 RETRIEVER_URLS=${RETRIEVER_URLS:?set RETRIEVER_URLS to retriever address(es) every node reaches}
 NNODES=${NNODES:-2}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+TRAIN_GPUS=${TRAIN_GPUS:-0,1,2,3,4,5,6,7}   # every GPU of a node trains: the retriever and the squeezer run elsewhere
+RETRIEVER_GPUS=${RETRIEVER_GPUS-}           # on the training nodes: none (docs/gpu-layout.md)
+SQUEEZER_GPUS=${SQUEEZER_GPUS-}
 # 16 GPUs halve each GPU's share of a step: 512 prompts x n / 16 = 32 rows (PPO; GRPO: 160) and
 # 256 x n / 16 = 16 rows per update (GRPO: 80), so the micro-batches shrink to divide them (2 nodes).
 ACTOR_MICRO_BATCH=${ACTOR_MICRO_BATCH:-16}
@@ -33,13 +36,15 @@ DRY_RUN=${DRY_RUN:-0}
 
 # `ray job submit` does not pass this shell's environment to the job: the recipe's variables set here go
 # on its command line (secrets do not: export them on every node before `ray start`).
-FORWARD=(NNODES GPUS_PER_NODE ACTOR_MICRO_BATCH CRITIC_MICRO_BATCH LOG_PROB_MICRO_BATCH RETRIEVER_URLS
+FORWARD=(NNODES GPUS_PER_NODE TRAIN_GPUS RETRIEVER_GPUS SQUEEZER_GPUS ACTOR_MICRO_BATCH CRITIC_MICRO_BATCH LOG_PROB_MICRO_BATCH RETRIEVER_URLS
          MODEL_PATH CRITIC_MODEL_PATH DATA_DIR TRAIN_FILE VAL_FILE EXPERIMENT_NAME RUN_DIR PYTHON
          ADV_ESTIMATOR ROLLOUT_N USE_KL_LOSS NUM_VARIANTS TOPK SQUEEZE MAX_TURNS PROTOCOL REWARD_SHAPING
-         VAL_ONLY USE_V1 TOTAL_TRAINING_STEPS LOGGER SKIP_DOCTOR DOCTOR_FLAGS)
+         VAL_ONLY USE_V1 TOTAL_TRAINING_STEPS LOGGER SKIP_DOCTOR DOCTOR_FLAGS ROLLOUT USE_DYNAMIC_BSZ
+         VAL_MAX_SAMPLES VAL_BATCH_SIZE TRAIN_BATCH_SIZE PPO_MINI_BATCH_SIZE ACTOR_TOKENS_PER_GPU
+         LOG_PROB_TOKENS_PER_GPU CRITIC_TOKENS_PER_GPU)
 ENVIRONMENT=()
 for name in "${FORWARD[@]}"; do
-    if [[ -n "${!name:-}" ]]; then
+    if [[ -n "${!name+set}" ]]; then                        # set, even empty (SQUEEZER_GPUS= means none)
         ENVIRONMENT+=("$name=${!name}")
     fi
 done

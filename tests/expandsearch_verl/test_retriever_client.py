@@ -75,6 +75,20 @@ async def test_slow_server_times_out(fake_retriever):
     assert time.perf_counter() - started < 1.5
 
 
+async def test_slow_answers_are_retried_but_never_open_the_breaker(fake_retriever):
+    """A loaded replica is alive: shutting it out would fail every search of the worker for the cooldown."""
+    fake_retriever.delay_s = 0.5
+    client = client_for(fake_retriever.url, timeout_s=0.1, max_retries=2, breaker_failures=1)
+    for _ in range(2):
+        with pytest.raises(SearchError, match=r"did not answer within 0\.1 s.*attempt 3 of 3"):
+            await client.search(["Paris"])
+    (replica,) = client.replicas
+    assert client.stats.read_timeouts == 6 and client.stats.breaker_opens == 0
+    assert replica.failures == 0 and replica.available(time.monotonic())
+    fake_retriever.delay_s = 0.0
+    assert (await client.search(["Paris"])).documents
+
+
 async def test_server_down(dead_url):
     client = client_for(dead_url, max_retries=2)
     with pytest.raises(SearchError, match="could not be reached"):

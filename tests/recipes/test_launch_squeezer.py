@@ -12,9 +12,12 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "launch_squeezer.sh"
 def run_recipe(tmp_path: Path, env: dict, *args: str) -> list[str]:
     fake = tmp_path / "bin" / "vllm"
     fake.parent.mkdir(exist_ok=True)
-    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.write_text(
+        f'#!/usr/bin/env bash\nprintf "%s\\n" "$@"\necho "$CUDA_VISIBLE_DEVICES" > {tmp_path}/visible\n'
+    )
     fake.chmod(0o755)
-    clean = {k: v for k, v in os.environ.items() if k not in ("MODEL", "PORT", "TP", "API_KEY", "HOST")}
+    ours = ("MODEL", "PORT", "TP", "API_KEY", "HOST", "GPUS", "CUDA_VISIBLE_DEVICES")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
     result = subprocess.run(
         ["bash", str(RECIPE), *args],
         capture_output=True,
@@ -44,3 +47,13 @@ def test_environment_toggles_and_extra_flags(tmp_path):
     assert argv[1] == "/models/llama-70b"
     assert argv[argv.index("--tensor-parallel-size") + 1] == "4" and argv[argv.index("--port") + 1] == "9001"
     assert argv[argv.index("--api-key") + 1] == "k" and argv[-2:] == ["--max-num-batched-tokens", "16384"]
+
+
+def test_the_squeezer_takes_gpu_7_unless_told(tmp_path):
+    """GPUs 0-6 train beside the index (docs/gpu-layout.md); GPUS or CUDA_VISIBLE_DEVICES choose others."""
+    run_recipe(tmp_path, {})
+    assert (tmp_path / "visible").read_text().strip() == "7"
+    run_recipe(tmp_path, {"CUDA_VISIBLE_DEVICES": "3"})
+    assert (tmp_path / "visible").read_text().strip() == "3"
+    run_recipe(tmp_path, {"CUDA_VISIBLE_DEVICES": "3", "GPUS": "4,5", "TP": "2"})
+    assert (tmp_path / "visible").read_text().strip() == "4,5"

@@ -42,6 +42,7 @@ def small_run(
             f"data.train_files={prepared_data_dir / 'train.parquet'}",
             f"data.val_files={prepared_data_dir / 'test.parquet'}",
             "data.train_batch_size=16",  # 2 GPUs: 8 rows per GPU per step
+            "data.val_batch_size=16",  # validation in batches of a step, not the whole file at once
             "data.max_prompt_length=1024",  # the tiny tokenizer spends ~540 tokens on a sample prompt
             "data.max_response_length=2048",  # more than 3 observations of 512 tokens
             "actor_rollout_ref.actor.ppo_mini_batch_size=8",  # 4 rows per GPU per update

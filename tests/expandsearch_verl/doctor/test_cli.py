@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from expandsearch_verl.cli import main
 from expandsearch_verl.doctor import CHECK_NAMES
 from expandsearch_verl.doctor.report import CheckResult, Status, render_table
@@ -83,6 +85,23 @@ def test_the_table_wraps_details_and_fixes_under_their_check():
     fix = next(line for line in lines if "fix:" in line)
     assert fix.index("fix:") == lines[1].index("word")
     assert lines[-1] == "2 checks: 1 passed, 0 warnings, 1 failed, 0 skipped"
+
+
+@pytest.mark.parametrize("width", [60, 80, 97, 120])
+@pytest.mark.parametrize("depth", [0, 3, 7, 11])
+def test_paths_urls_and_fixes_are_never_broken_by_the_wrapping(width, depth):
+    """Whatever the terminal's width and the temporary directory's length (a hyphen used to break
+    `.../no-model` at the end of a line), a user can copy the path, the URL and the fix whole."""
+    path = "/tmp/pytest-of-user/pytest-1/" + "run-dir-" * depth + "/no-model"
+    url = "http://retriever-node-0" + "-x" * depth + ".cluster.local:8000/health"
+    fix = "bash recipes/launch_retriever.sh " + "GPUS=0,1,2,3,4,5,6 " * (depth + 2) + "SQUEEZER=openai"
+    table = render_table(
+        [CheckResult("model", Status.FAIL, f"actor {path}: no such directory; and {url} said 503", fix)],
+        width=width,
+    )
+    tokens = table.split()
+    assert f"{path}:" in tokens and url in tokens
+    assert any(line.strip() == f"fix: {fix}" for line in table.splitlines())
 
 
 def test_a_crashing_check_is_reported_and_the_others_still_run(monkeypatch):

@@ -24,6 +24,16 @@ def test_prepared_data_passes_and_lists_its_sources(small_run, preflight):
     assert ctx.tokenizer is not None  # the prompts were measured with the actor's chat template
 
 
+def test_validation_in_one_batch_warns_unless_the_sample_is_a_batch(small_run, preflight):
+    """verl's val_batch_size null sends the whole test file at once (51k questions at full size)."""
+    _, results = preflight(small_run("data.val_batch_size=null"), "val-data")
+    assert [r.status for r in results] == [Status.PASS, Status.WARN], results
+    assert "all 140 rows to the rollout, the retriever and the squeezer at once" in results[1].detail
+    assert results[1].fix == "data.val_batch_size=16"
+    _, results = preflight(small_run("data.val_batch_size=null", "data.val_max_samples=16"), "val-data")
+    assert [r.status for r in results] == [Status.PASS], results
+
+
 def test_a_missing_file_fails_with_the_data_prep_command(small_run, preflight, tmp_path):
     _, results = preflight(small_run(f"data.train_files={tmp_path}/nope.parquet"), "train-data")
     assert results[0].status is Status.FAIL and "no such file" in results[0].detail

@@ -13,6 +13,14 @@ def test_a_running_retriever_passes_with_the_loops_request_shape(small_run, pref
     assert "passages" in results[0].detail and "/search of 3 x topk 10 gave" in results[0].detail
 
 
+def test_a_client_timeout_shorter_than_the_servers_budget_warns(small_run, preflight, demo_retriever_url):
+    """ExpandSearch's timeout 30 = the server's squeeze_timeout_s 30: the fallback would land too late."""
+    _, results = preflight(small_run(retriever_urls=f"[{demo_retriever_url}]", timeout_s=30), "retriever")
+    assert [r.status for r in results] == [Status.PASS, Status.WARN], results
+    assert "squeeze_timeout_s=30 + 15 s" in results[1].detail
+    assert results[1].fix == "expandsearch agent-loop-config --set timeout_s=45 (or the YAML's timeout_s)"
+
+
 def test_a_retriever_that_is_down_fails_with_how_to_start_it(small_run, preflight, free_port):
     url = f"http://127.0.0.1:{free_port}"
     _, results = preflight(small_run(retriever_urls=f"[{url}]"), "retriever", timeout_s=2.0)

@@ -59,6 +59,11 @@ async def test_request_maps_the_loop_sampling_params_and_returns_the_token_ids()
         "max_tokens": 7,
         "temperature": 0.0,
         "top_p": 1.0,
+        "top_k": -1,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
         "stop": ["</search>"],
         "include_stop_str_in_output": True,
         "return_token_ids": True,
@@ -69,6 +74,32 @@ async def test_request_maps_the_loop_sampling_params_and_returns_the_token_ids()
     await generate(policy, top_k=20, repetition_penalty=1.1, temperature=0.7)
     body = json.loads(requests[0].content)
     assert body["top_k"] == 20 and body["repetition_penalty"] == 1.1 and body["temperature"] == 0.7
+
+
+# Qwen2.5-Instruct's generation_config.json, and the fields vLLM fills from it when a request leaves
+# them out (vllm/entrypoints/openai/protocol.py `_DEFAULT_SAMPLING_PARAMS`; `--generation-config auto`,
+# vLLM's default, reads them from the checkpoint).
+QWEN_GENERATION_CONFIG = {"repetition_penalty": 1.05, "temperature": 0.7, "top_p": 0.8, "top_k": 20}
+VLLM_DEFAULTED = {"repetition_penalty": 1.0, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0}
+
+
+async def test_vllm_cannot_fill_any_sampling_param_from_the_checkpoint():
+    """What vLLM decodes with is what verl's validation decodes with (greedy, no repetition penalty,
+    every token), whatever the checkpoint's generation_config says."""
+    policy, requests = policy_with([completion(text="", token_ids=[5], finish_reason="length")])
+    await generate(policy)
+    body = json.loads(requests[0].content)
+    effective = {
+        key: body[key] if body.get(key) is not None else QWEN_GENERATION_CONFIG.get(key, default)
+        for key, default in VLLM_DEFAULTED.items()
+    }
+    assert effective == {
+        "repetition_penalty": 1.0,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": -1,
+        "min_p": 0.0,
+    }
 
 
 async def test_log_probs_when_the_loop_asks_for_them():
