@@ -40,6 +40,9 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 logger = logging.getLogger(__name__)
 
 FinishReason = Literal["stop", "length", "abort"]
+# vLLM's sampling parameters this engine does not implement, with the value that turns each off:
+# a request may name them only with that value (verl and the evaluation send them explicitly)
+_NEUTRAL = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "min_p": 0.0}
 
 
 class GenerationError(RuntimeError):
@@ -68,6 +71,13 @@ class SamplingParams:
         """From the dict verl's agent loop (and vLLM) pass: max_tokens, stop, temperature, ..."""
         if "max_tokens" not in sampling_params:
             raise GenerationError("max_tokens is required")
+        unsupported = [
+            f"{name}={sampling_params[name]!r} (only {neutral})"
+            for name, neutral in _NEUTRAL.items()
+            if sampling_params.get(name) not in (None, neutral)
+        ]
+        if unsupported:
+            raise GenerationError(f"not supported by the local generator: {', '.join(unsupported)}")
         stop = sampling_params.get("stop") or ()
         try:
             return cls(

@@ -174,4 +174,10 @@ async def test_bad_requests_are_refused_naming_the_field(tiny):
     assert SamplingParams.from_request(
         {"max_tokens": 4, "stop": "</search>", "logprobs": 1}
     ) == SamplingParams(max_tokens=4, stop=("</search>",), logprobs=True)
+    with pytest.raises(
+        GenerationError, match=r"repetition_penalty=1.05 \(only 1.0\), min_p=0.1 \(only 0.0\)"
+    ):
+        SamplingParams.from_request({"max_tokens": 4, "repetition_penalty": 1.05, "min_p": 0.1})
+    neutral = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0, "min_p": 0.0}
+    assert SamplingParams.from_request({"max_tokens": 4, **neutral}) == SamplingParams(max_tokens=4)
     await generator.aclose()
