@@ -15,7 +15,8 @@ lives next to `models.py`, which loads the model, because `retriever_server` imp
 4. A row ends as an engine ends it: after the token that completes one of its stop strings, at an
    EOS id of the model's `generation_config` (included, as vLLM returns it), at `max_tokens`, or
    when its caller has gone (a batch whose callers have all gone stops at the next token).
-5. `load_state_dict` runs in the model's thread too, so new weights land between two batches.
+5. `load_state_dict` runs in the model's thread too, so new weights land between two batches;
+   so does `score` (the log-probs of tokens written elsewhere, e.g. by a scripted rollout).
 
 Log-probs are those of the chosen token under the distribution the row samples from before
 truncation: log-softmax(logits / temperature), the raw logits when greedy (what verl's actor
@@ -31,11 +32,17 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, PositiveInt, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 logger = logging.getLogger(__name__)
 
 FinishReason = Literal["stop", "length", "abort"]
+# vLLM's sampling parameters this engine does not implement, with the value that turns each off:
+# a request may name them only with that value (verl and the evaluation send them explicitly)
+_NEUTRAL = {"repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "min_p": 0.0}
 
 
 class GenerationError(RuntimeError):
@@ -46,57 +53,49 @@ class ContextTooLong(GenerationError):
     """The prompt plus its budget exceed the model's positions (the caller's lengths are the fix)."""
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(strict=True))
 class SamplingParams:
-    """One request's decoding: vLLM's names and meanings. temperature 0 is greedy."""
+    """One request's decoding: vLLM's names and meanings. temperature 0 is greedy. Checked when made
+    (pydantic: every problem at once, with its field, value and limit)."""
 
-    max_tokens: int
-    stop: tuple[str, ...] = ()
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = -1  # -1 or 0: no top-k
+    max_tokens: PositiveInt
+    stop: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    temperature: Annotated[float, Field(ge=0, le=100)] = 0.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    top_k: Annotated[int, Field(ge=-1)] = -1  # -1 or 0: no top-k
     seed: int | None = None  # sampled rows: the same seed gives the same tokens, alone or batched
     logprobs: bool = False
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"max_tokens must be an integer >= 1, got {self.max_tokens!r}"
-            if not _is_int(self.max_tokens) or self.max_tokens < 1
-            else "",
-            f"temperature must be a number in [0, 100], got {self.temperature!r}"
-            if not _is_number(self.temperature) or not 0 <= self.temperature <= 100
-            else "",
-            f"top_p must be a number in (0, 1], got {self.top_p!r}"
-            if not _is_number(self.top_p) or not 0 < self.top_p <= 1
-            else "",
-            f"top_k must be -1, 0 or a positive integer, got {self.top_k!r}"
-            if not _is_int(self.top_k) or self.top_k < -1
-            else "",
-            f"seed must be an integer or None, got {self.seed!r}"
-            if self.seed is not None and not _is_int(self.seed)
-            else "",
-            f"stop must be a list of non-empty strings, got {self.stop!r}"
-            if not all(isinstance(s, str) and s for s in self.stop)
-            else "",
-        ]
-        if any(problems):
-            raise GenerationError("; ".join(p for p in problems if p))
 
     @classmethod
     def from_request(cls, sampling_params: Mapping[str, Any]) -> SamplingParams:
         """From the dict verl's agent loop (and vLLM) pass: max_tokens, stop, temperature, ..."""
         if "max_tokens" not in sampling_params:
             raise GenerationError("max_tokens is required")
+        unsupported = [
+            f"{name}={sampling_params[name]!r} (only {neutral})"
+            for name, neutral in _NEUTRAL.items()
+            if sampling_params.get(name) not in (None, neutral)
+        ]
+        if unsupported:
+            raise GenerationError(f"not supported by the local generator: {', '.join(unsupported)}")
         stop = sampling_params.get("stop") or ()
-        return cls(
-            max_tokens=sampling_params["max_tokens"],
-            stop=(stop,) if isinstance(stop, str) else tuple(stop),
-            temperature=sampling_params.get("temperature", 0.0),
-            top_p=sampling_params.get("top_p", 1.0),
-            top_k=sampling_params.get("top_k", -1),
-            seed=sampling_params.get("seed"),
-            logprobs=bool(sampling_params.get("logprobs")),
-        )
+        try:
+            return cls(
+                max_tokens=sampling_params["max_tokens"],
+                stop=(stop,) if isinstance(stop, str) else tuple(stop),
+                temperature=sampling_params.get("temperature", 0.0),
+                top_p=sampling_params.get("top_p", 1.0),
+                top_k=sampling_params.get("top_k", -1),
+                seed=sampling_params.get("seed"),
+                logprobs=bool(sampling_params.get("logprobs")),
+            )
+        except ValidationError as error:
+            raise GenerationError(
+                "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['input']!r}: {e['msg']}"
+                    for e in error.errors(include_url=False)
+                )
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -258,6 +257,33 @@ class BatchedGenerator:
         self._queue.put_nowait(_Pending(list(prompt_ids), params, future))
         return await future
 
+    async def score(
+        self, prompt_ids: Sequence[int], token_ids: Sequence[int], temperature: float = 0.0
+    ) -> list[float]:
+        """Log-probs of given `token_ids` after `prompt_ids` (one teacher-forced forward, in the model's
+        thread), as `generate` reports them for the same tokens: for a policy whose turns are written
+        elsewhere (a scripted rollout) but scored by this model."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self.score_tokens, prompt_ids, token_ids, temperature
+        )
+
+    def score_tokens(
+        self, prompt_ids: Sequence[int], token_ids: Sequence[int], temperature: float = 0.0
+    ) -> list[float]:
+        """`score`, blocking (call it from the model's thread)."""
+        import torch
+
+        if not token_ids:
+            return []
+        self.check(prompt_ids, SamplingParams(max_tokens=len(token_ids), temperature=temperature))
+        with torch.inference_mode():
+            ids = torch.tensor([[*prompt_ids, *token_ids]], device=self.model.device)
+            logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
+        log_probs = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+        return log_probs.gather(1, torch.tensor(list(token_ids), device=logits.device)[:, None])[
+            :, 0
+        ].tolist()
+
     async def load_state_dict(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         """New weights (all or some of the model's tensors), loaded between two batches."""
         await asyncio.get_running_loop().run_in_executor(self._thread, self._load, weights)
@@ -374,11 +400,3 @@ class BatchedGenerator:
         self._thread.shutdown(
             wait=False, cancel_futures=True
         )  # never block the event loop on a running batch
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
