@@ -11,8 +11,6 @@ refill GPU memory in vLLM and SGLang; on a CPU there is nothing to free, so they
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import torch
@@ -20,7 +18,7 @@ from verl.utils.fs import copy_to_local
 from verl.workers.rollout.replica import TokenOutput
 
 from expandsearch_verl.cpu.platform import use_all_cores
-from expandsearch_verl.cpu.scripted import ScriptedPolicy, score
+from expandsearch_verl.cpu.scripted import ScriptedPolicy
 from retriever_server.generation import BatchedGenerator, GenerationError, SamplingParams
 
 POLICIES = ("hf", "scripted")
@@ -46,7 +44,6 @@ class HFRolloutServer:
         )
         self.engine = BatchedGenerator(self.model, self.tokenizer, batch_size=batch_size, name="rollout")
         self.scripted = ScriptedPolicy(self.tokenizer) if policy == "scripted" else None
-        self.busy = threading.Lock()  # scripted turns and their weight loads take the model in turn
         self.global_steps: int | None = None
         self.weight_loads = 0
 
@@ -63,8 +60,6 @@ class HFRolloutServer:
             raise GenerationError(
                 "the HF rollout is text-only: image, video and audio inputs are not supported"
             )
-        if float(sampling_params.get("repetition_penalty", 1.0)) != 1.0:
-            raise GenerationError("repetition_penalty: the HF rollout supports 1.0 only")
         room = self.max_model_len - len(prompt_ids)
         if room < 1:
             raise GenerationError(
@@ -75,7 +70,12 @@ class HFRolloutServer:
             output = await self.engine.generate(prompt_ids, params)
             token_ids, log_probs = output.token_ids, output.log_probs
         else:
-            token_ids, log_probs = await asyncio.to_thread(self._scripted_turn, list(prompt_ids), params)
+            token_ids = self.scripted.turn(list(prompt_ids), params.stop, params.max_tokens)
+            log_probs = (
+                await self.engine.score(prompt_ids, token_ids, params.temperature)
+                if params.logprobs
+                else None
+            )
         return TokenOutput(
             token_ids=token_ids,
             log_probs=log_probs,
@@ -84,34 +84,15 @@ class HFRolloutServer:
             extra_fields={"global_steps": self.global_steps},
         )
 
-    def _scripted_turn(
-        self, prompt_ids: list[int], params: SamplingParams
-    ) -> tuple[list[int], list[float] | None]:
-        with self.busy:
-            token_ids = self.scripted.turn(prompt_ids, params.stop, params.max_tokens)
-            log_probs = (
-                score(self.model, prompt_ids, token_ids, params.temperature) if params.logprobs else None
-            )
-        return token_ids, log_probs
-
     async def load_weights(
         self, named_tensors: list[tuple[str, torch.Tensor]], last: bool, global_steps: int | None
     ) -> int:
         """Copy one bucket of the actor's tensors into the model; returns how many loads completed."""
-        if self.scripted is None:
-            await self.engine.load_state_dict(named_tensors)  # between two batches
-        else:
-            await asyncio.to_thread(self._load_locked, named_tensors)
+        await self.engine.load_state_dict(named_tensors)  # between two batches (or scored turns)
         if last:
             self.weight_loads += 1
             self.global_steps = global_steps
         return self.weight_loads
-
-    def _load_locked(self, named_tensors: list[tuple[str, torch.Tensor]]) -> None:
-        with self.busy:
-            unexpected = self.model.load_state_dict(dict(named_tensors), strict=False).unexpected_keys
-        if unexpected:
-            raise GenerationError(f"weights for tensors the model does not have, e.g. {unexpected[:3]}")
 
     def stats(self) -> dict[str, Any]:
         """What a test or a benchmark reads: completed weight loads and the step they came from."""

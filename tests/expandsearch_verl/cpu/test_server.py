@@ -7,12 +7,19 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
-from expandsearch_verl.cpu.scripted import score
 from expandsearch_verl.cpu.server import HFRolloutServer
 from retriever_server.generation import GenerationError
 
 ROLLOUT = OmegaConf.create({"max_model_len": 400, "prompt_length": 256, "response_length": 144})
 STOPS = ["</search>", "</answer>"]
+
+
+@torch.inference_mode()
+def score(model, prompt_ids: list[int], token_ids: list[int], temperature: float) -> list[float]:
+    """The reference: log_softmax(logits / temperature) of `token_ids` in one teacher-forced forward."""
+    logits = model(input_ids=torch.tensor([prompt_ids + token_ids])).logits[0].float()
+    steps = torch.log_softmax(logits[len(prompt_ids) - 1 : -1] / (temperature or 1.0), dim=-1)
+    return steps.gather(1, torch.tensor(token_ids)[:, None])[:, 0].tolist()
 
 
 def make_server(path, policy="hf"):
