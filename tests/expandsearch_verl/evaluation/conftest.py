@@ -29,7 +29,7 @@ from record_checks import check_output_records
 from data_prep.cli import main as data_prep
 from expandsearch_verl.cli import main as expandsearch
 from expandsearch_verl.evaluation.loop_builder import LoopBuilder
-from expandsearch_verl.evaluation.scripted_policy import ScriptedPolicyServer
+from retriever_server.scripted.policy_server import ScriptedPolicyServer
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -79,7 +79,7 @@ def policy_process(chat_model_dir):
 
     def start(*flags: str) -> str:
         port = free_port()
-        command = [sys.executable, "-m", "expandsearch_verl.evaluation.scripted_policy"]
+        command = [sys.executable, "-m", "retriever_server.scripted.policy_server"]
         started.append(
             subprocess.Popen(
                 [*command, "--tokenizer", str(chat_model_dir), "--port", str(port), *flags], cwd=REPO_ROOT

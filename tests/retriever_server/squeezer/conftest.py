@@ -9,7 +9,7 @@ import pytest
 
 from retriever_server.corpus import Passage
 from retriever_server.process import free_port
-from retriever_server.squeezer.scripted_server import ScriptedChatServer
+from retriever_server.scripted.chat_server import ScriptedChatServer
 
 
 @pytest.fixture

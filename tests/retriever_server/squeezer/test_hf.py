@@ -40,7 +40,7 @@ async def test_concurrent_requests_share_one_left_padded_greedy_batch(smollm2):
     await chat.aclose()
     assert metrics.registry.get_sample_value("retriever_squeezer_batch_requests_count") == 1
     assert metrics.registry.get_sample_value("retriever_squeezer_batch_requests_sum") == len(QUESTIONS)
-    assert all(answers) and chat.tokenizer.padding_side == "left"
+    assert all(answers)
     alone = [chat.generate([chat.prompt_text(m)])[0] for m in messages]
     assert answers == alone  # padding changes nothing: each row is what it would be alone
     assert "Paris" in answers[0]

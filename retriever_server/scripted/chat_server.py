@@ -16,7 +16,7 @@ Each request takes the next action from `script` (then "ok" when it is empty):
     malformed  200 with a body that is not JSON
     empty      200 with an empty message
 
-    python -m retriever_server.squeezer.scripted_server --port 8001     # for the benchmark
+    python -m retriever_server.scripted.chat_server --port 8001     # for the benchmark
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import asyncio
 import json
 import time
 from collections import deque
+
+from retriever_server.scripted.asgi import read_body, send_json
 
 MODEL = "scripted-squeezer"
 
@@ -68,16 +70,6 @@ def summary_of(messages: list[dict]) -> str:
     user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     queries = [line[2:] for line in user.splitlines() if line.startswith("- ")]
     return "Summary for: " + " | ".join(queries) if queries else "Summary."
-
-
-async def read_body(receive) -> bytes:
-    """The whole request body of an ASGI HTTP request, however many messages it came in."""
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 class ScriptedChatServer:
@@ -149,12 +141,7 @@ class ScriptedChatServer:
             status, headers, body = 200, {}, json.dumps(models).encode()
         else:
             status, headers, body = _error(404, f"no route {method} {scope['path']}", "not_found_error")
-        raw_headers = [
-            (b"content-type", b"application/json"),
-            *((k.encode(), v.encode()) for k, v in headers.items()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, body, headers)
 
 
 def main(argv: list[str] | None = None) -> None:

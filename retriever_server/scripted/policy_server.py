@@ -8,12 +8,11 @@ overhead benchmark. It speaks the protocol `OpenAIPolicy` uses: `POST /v1/comple
 `GET /v1/models` (with vLLM's `root` and `max_model_len`) and `POST /tokenize`. A bad
 request gets a 400 with an error object naming the field, as vLLM answers.
 
-The policy reads the decoded context: with no observation yet, it searches the question (after
-data_prep's "Question: ") in two phrasings; after one, it answers with the title of the first
-document shown (or the first words of a summary, or "unknown" after a failed search). Its turn is
-cut like an engine cuts it: after the token that completes a stop string, and at `max_tokens`.
+The policy is `policy.turn_text` (search the question in two phrasings, then answer with the first
+title read). Its turn is cut like an engine cuts it: after the token that completes a stop string,
+and at `max_tokens`.
 
-    python -m expandsearch_verl.evaluation.scripted_policy --tokenizer DIR --port 8001
+    python -m retriever_server.scripted.policy_server --tokenizer DIR --port 8001
         [--text-only] (no token ids: an older server)   [--die-after N] (exit at the N+1th completion)
 """
 
@@ -22,15 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from typing import Any
 
-from retriever_server.squeezer.scripted_server import read_body
+from retriever_server.scripted.asgi import read_body, send_json
+from retriever_server.scripted.policy import engine_cut, turn_text
 
 MODEL = "scripted-policy"
-_QUESTION = re.compile(r"Question: (.*?)(?:<\|im_end\|>|\n|$)")
-_TITLE = re.compile(r"Title: ([^)\n]*)\)")
 
 
 class ScriptedPolicyServer:
@@ -49,29 +46,6 @@ class ScriptedPolicyServer:
         self.text_only, self.die_after = text_only, die_after
         self.completions = 0
 
-    def turn_text(self, context: str, stops: list[str]) -> str:
-        """What the rule-based policy writes next, given the decoded context."""
-        questions = _QUESTION.findall(context)
-        question = questions[-1].strip() if questions else "the question"
-        tool_call = "</tool_call>" in stops
-        opening = "<tool_response>" if tool_call else "<information>"
-        observations = context.split(question, 1)[-1].split(opening)[1:]
-        if not observations:
-            variants = [question, " ".join(word for word in question.split() if len(word) > 3) or question]
-            if tool_call:
-                call = json.dumps({"name": "search", "arguments": {"query_list": variants}})
-                return f"<think>I should search.</think>\n<tool_call>{call}</tool_call>"
-            return "<think>I should search.</think>\n<search>\n" + "\n".join(variants) + "\n</search>"
-        last = observations[-1]
-        titles = _TITLE.findall(last)
-        if titles:
-            answer = titles[0].strip()
-        elif "The search failed" in last:
-            answer = "unknown"
-        else:
-            answer = " ".join(re.sub(r"<[^>]*>", " ", last).split()[:3]) or "unknown"
-        return f"<think>I found it.</think>\n<answer> {answer} </answer>"
-
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """A `text_completion` object for a checked request."""
         prompt = body["prompt"]
@@ -79,8 +53,8 @@ class ScriptedPolicyServer:
             self.tokenizer.decode(prompt, skip_special_tokens=False) if isinstance(prompt, list) else prompt
         )
         stops = list(body.get("stop") or [])
-        ids = self.tokenizer.encode(self.turn_text(context, stops), add_special_tokens=False)
-        ids, stop = _engine_cut(self.tokenizer, ids, stops)
+        ids = self.tokenizer.encode(turn_text(context, stops), add_special_tokens=False)
+        ids, stop = engine_cut(self.tokenizer, ids, stops)
         finish = "stop" if stop is not None else "length"
         if len(ids) > body["max_tokens"]:
             ids, stop, finish = ids[: body["max_tokens"]], None, "length"
@@ -188,24 +162,7 @@ class ScriptedPolicyServer:
         assert scope["type"] == "http", "serve it with lifespan='off'"
         payload = await read_body(receive)
         status, answer = self.route(scope["method"], scope["path"].rstrip("/"), payload)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
-
-
-def _engine_cut(tokenizer: Any, ids: list[int], stops: list[str]) -> tuple[list[int], str | None]:
-    """`ids` up to the token whose addition makes the text contain a stop string (vLLM's rule)."""
-    for end in range(1, len(ids) + 1):
-        text = tokenizer.decode(ids[:end], skip_special_tokens=False)
-        found = [stop for stop in stops if stop in text]
-        if found:
-            return ids[:end], min(found, key=text.find)
-    return ids, None
+        await send_json(send, status, answer)
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
