@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -54,11 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("tags", "tool_call"), default="tags", help="action protocol")
     parser.add_argument("--topk", type=int, default=3, help="documents per query variant")
     parser.add_argument("--max-turns", type=int, default=3, help="policy turns per trajectory")
-    parser.add_argument("--response-length", type=int, default=256, help="response budget in tokens")
+    parser.add_argument(
+        "--response-length", type=int, default=None, help="response budget in tokens (512; --no-train: 256)"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="trajectories in flight (one batch)")
     parser.add_argument(
         "--resume", action="store_true", help="continue the last run instead of starting again"
     )
+    parser.add_argument(
+        "--no-train", action="store_true", help="SmolLM2 as shipped only (no warm start, no GRPO)"
+    )
+    parser.add_argument("--sft-steps", type=int, default=16, help="warm-start (SFT) steps, batch 8")
+    parser.add_argument("--grpo-steps", type=int, default=1, help="GRPO steps after the warm start; 0: none")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,10 +74,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"expandsearch demo: error: --questions-per-dataset {args.questions_per_dataset} must be >= 1",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.sft_steps < 1 or args.grpo_steps < 0:
+        print(f"expandsearch demo: error: --sft-steps {args.sft_steps} must be >= 1 and --grpo-steps "
+              f"{args.grpo_steps} >= 0", file=sys.stderr)  # fmt: skip
+        return 2
     started = time.perf_counter()
+    trains = not args.no_train
+    if args.response_length is None:
+        args.response_length = 256 if args.no_train else 512  # 512: room for two searches (warm_start.build)
     try:
         with _sigterm_as_interrupt():
-            status = _pipeline(args)
+            status = _trained_pipeline(args) if trains else _pipeline(args)
     except KeyboardInterrupt:
         print("\nexpandsearch demo: interrupted; the retriever server is stopped", file=sys.stderr)
         return 130
@@ -124,6 +139,89 @@ def _pipeline(args: argparse.Namespace) -> int:
         policy = "SmolLM2-135M" if args.policy_model == POLICY else args.policy_model
         _print_search_turn(example["question"], policy, hf_source(args.policy_model), config)
     print(f"\nfiles: {data_dir / 'test.parquet'}, {eval_dir / TRAJECTORIES}, {eval_dir / SUMMARY}")
+    return 0
+
+
+def _evaluate(policy: str, data_dir: Path, eval_dir: Path, server_url: str, args, settings: list[str]) -> int:
+    """`expandsearch eval` of one policy on the demo's test questions."""
+    from expandsearch_verl.cli import main as expandsearch
+
+    return expandsearch([
+        "eval", str(data_dir / "test.parquet"), "--policy-model", policy, "--retriever-url", server_url,
+        "--output-dir", str(eval_dir), *(option for setting in settings for option in ("--set", setting)),
+        "--prompt-length", "1024", "--response-length", str(args.response_length),
+        "--concurrency", str(args.concurrency), "--batch-size", str(args.concurrency),
+        *([] if args.resume else ["--overwrite"]),
+    ])  # fmt: skip
+
+
+def _trained_pipeline(args: argparse.Namespace) -> int:
+    """Train the policy here (warm start, then GRPO, both through verl on CPU, cached) and compare."""
+    from data_prep.cli import main as data_prep
+    from expandsearch_verl.evaluation import demo_training as training
+    from retriever_server.models import hf_source
+    from retriever_server.process import ServerProcess
+    from retriever_server.settings import default_cache_dir
+
+    data_dir, eval_dir, train_dir = (args.output_dir / name for name in ("data", "eval", "train"))
+    cache_dir = Path(default_cache_dir())
+    total = 4 if args.grpo_steps else 3
+    _step(
+        f"1/{total + 3} data_prep: {args.questions_per_dataset} TEST questions per dataset (never trained on) -> {data_dir}"
+    )
+    prep = ["--output-dir", str(data_dir), "--train-datasets", "", "--protocol", "tags"]
+    if data_prep([*prep, "--max-per-dataset", str(args.questions_per_dataset), "--overwrite"]) != 0:
+        return 1
+    squeezer = "extractive" if args.fast else "hf"
+    _step(
+        f"2/{total + 3} retriever server: sample corpus, dense (MiniLM) + BM25 indexes, {squeezer} squeezer"
+    )
+    base = hf_source(args.policy_model)
+    if not args.fast:
+        hf_source(SQUEEZER)
+    serve = ["--demo", "--retriever", "dense,bm25", "--squeezer", squeezer, "--squeezer-max-tokens", "96"]
+    # the warm start's budgets (warm_start.build): every policy is evaluated with the ones it learnt
+    settings = [f"topk={args.topk}", f"max_turns={args.max_turns}", "max_observation_tokens=160"]
+    name = "SmolLM2 as shipped" if args.policy_model == POLICY else f"{args.policy_model} as given"
+    policies: list[tuple[str, str, Path]] = []
+    with ServerProcess(serve) as server:
+        _step(f"3/{total + 3} expandsearch eval: {name}")
+        if _evaluate(base, data_dir, eval_dir / "shipped", server.url, args, settings) != 0:
+            return 1
+        policies.append((name, base, eval_dir / "shipped"))
+        _step(f"4/{total + 3} warm start: verl's SFT trainer on CPU, {args.sft_steps} steps over the teacher's "
+              f"trajectories of the TRAIN questions ({training.eta(args.sft_steps * 25 + 60)} on 2 cores; cached after)")  # fmt: skip
+        examples = training.build_examples(
+            server.url, args.policy_model, train_dir / "examples", settings, args.response_length
+        )
+        warm, cached = training.warm_start(examples, base, args.sft_steps, train_dir / "sft", cache_dir)
+        print(f"warm start {'from the cache' if cached else 'trained'}: {warm}")
+        if _evaluate(str(warm), data_dir, eval_dir / "warm_start", server.url, args, settings) != 0:
+            return 1
+        policies.append(("after the warm start", str(warm), eval_dir / "warm_start"))
+        if args.grpo_steps:
+            _step(f"5/{total + 3} GRPO through verl on CPU from the warm start: {args.grpo_steps} step(s), batch 2 x "
+                  f"group 2 (recipes/train_tiny_cpu.sh; {training.eta(150 * args.grpo_steps + 120)}; cached after)")  # fmt: skip
+            tuned, cached = training.grpo(warm, server.url, args.grpo_steps, train_dir / "grpo", cache_dir)
+            print(f"GRPO policy {'from the cache' if cached else 'trained'}: {tuned}")
+            if _evaluate(str(tuned), data_dir, eval_dir / "grpo", server.url, args, settings) != 0:
+                return 1
+            policies.append((f"after {args.grpo_steps} GRPO step(s)", str(tuned), eval_dir / "grpo"))
+        _step(f"{total + 3}/{total + 3} before and after, on the same unseen test questions")
+        summaries = [(label, json.loads((where / SUMMARY).read_text())) for label, _, where in policies]
+        print(training.before_after(summaries))
+        label, policy, where = policies[-1]
+        records = load_records(where / TRAJECTORIES)
+        example = pick_example(records)
+        if example is not None:
+            print(f"\none trajectory of the policy {label}:")
+            print(render(example, color=sys.stdout.isatty()))
+            if not any(record["searches"] for record in records):
+                config = AgentLoopConfig().with_overrides(
+                    [*settings, f"retriever_urls={server.url}", "protocol=tags"]
+                )
+                _print_search_turn(example["question"], label, policy, config)
+    print(f"\nfiles: {data_dir / 'test.parquet'}, {eval_dir}/*/{TRAJECTORIES}, {eval_dir}/*/{SUMMARY}")
     return 0
 
 

@@ -34,6 +34,9 @@ class TokenizedSFTDataset(Dataset):
         max_length = int(config.get("max_length", 1024))
         self.rows: list[tuple[list[int], list[int]]] = []
         for path in files:
+            missing = {"input_ids", "loss_mask"} - set(pq.read_schema(path).names)
+            if missing:
+                raise ValueError(f"{path}: no column {sorted(missing)} (written by warm_start.build?)")
             table = pq.read_table(path, columns=["input_ids", "loss_mask"])
             for index, (ids, mask) in enumerate(
                 zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True)
