@@ -1,20 +1,27 @@
-"""`expandsearch demo`: the whole system on a fresh CPU machine, offline, in a few minutes.
+"""`expandsearch demo`: the whole system on a fresh CPU machine, offline; a policy trained here.
 
-    expandsearch demo            # hf squeezer (SmolLM2-135M-Instruct); --fast: extractive squeezer
+    expandsearch demo              # train (cached) and compare; hf squeezer; --fast: extractive squeezer
+    expandsearch demo --no-train   # SmolLM2-135M-Instruct as shipped only (the five steps below)
 
-Five steps, the first three the project's own commands: `python -m data_prep` on the shipped
-sample QA (a few questions per dataset); `python -m retriever_server serve --demo` (dense MiniLM +
-BM25 indexes of the shipped sample corpus, cached after the first build) as a child process;
-`expandsearch eval` with SmolLM2-135M-Instruct as the policy; one trajectory printed with its
-masked observation tokens marked; then, while the server is still up, one live search turn for that
-trajectory's question (a 135M policy rarely writes a well-formed search, so this is where a reader
-sees retrieval and the squeezer). The first run also converts the SmolLM2 GGUF once (cached),
-before the server starts, so the server and the policy do not both convert it on 2 cores.
+By default the policy is trained on this machine before it is compared, on the same unseen TEST
+questions (data_prep's test split; nothing is trained on them): SmolLM2 as shipped, after the format
+warm start (the deterministic teacher's trajectories of the TRAIN questions through the real agent
+loop, `warm_start.build`; verl's SFT trainer on the CPU backend, `warm_start.finetune`) and after
+GRPO through verl on CPU from the warm start (`recipes/train_tiny_cpu.sh`). Both trainings are
+cached, so a second demo only evaluates. A before/after table (searches per trajectory, queries per
+search, squeezed fraction, format, EM, F1) and one trajectory of the last policy follow; the live
+search turn only when that policy never searched. `--policy-model` swaps the policy trained from.
 
-A 135M policy scores low: the demo proves the pipeline and shows the outputs. Ctrl-C or SIGTERM
-stops cleanly: the server is shut down (SIGTERM, then kill), parquet and summary files are written
-atomically and trajectories a whole line at a time; `--resume` continues an interrupted run.
-Exit status: 0 done, 1 a step failed, 130 interrupted.
+`--no-train`: data_prep; `python -m retriever_server serve --demo` (dense MiniLM + BM25 indexes of
+the shipped sample corpus, cached after the first build) as a child process; `expandsearch eval`
+with the policy; one trajectory printed with its masked observation tokens marked; then, while the
+server is still up, one live search turn for that trajectory's question (SmolLM2 as shipped never
+writes a well-formed search). The first run converts the SmolLM2 GGUF once (cached), before the
+server starts, so the server and the policy do not both convert it on 2 cores.
+
+Ctrl-C or SIGTERM stops cleanly: the server is shut down (SIGTERM, then kill), parquet and summary
+files are written atomically and trajectories a whole line at a time; `--resume` continues an
+interrupted evaluation. Exit status: 0 done, 1 a step failed, 2 bad arguments, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from expandsearch_verl.config import AgentLoopConfig
+from expandsearch_verl.evaluation.demo_training import TrainingFailed
 from expandsearch_verl.evaluation.results import SUMMARY, TRAJECTORIES, load_records
 from expandsearch_verl.evaluation.search_turn import render_turn, search_turn
 from expandsearch_verl.evaluation.trajectory_view import pick_example, render
@@ -88,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nexpandsearch demo: interrupted; the retriever server is stopped", file=sys.stderr)
         return 130
+    except TrainingFailed as error:
+        print(f"expandsearch demo: {error}", file=sys.stderr)
+        return 1
     if status == 0:
         print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
     return status
@@ -165,17 +176,15 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
 
     data_dir, eval_dir, train_dir = (args.output_dir / name for name in ("data", "eval", "train"))
     cache_dir = Path(default_cache_dir())
-    total = 4 if args.grpo_steps else 3
+    total = 6 if args.grpo_steps else 5  # steps printed
     _step(
-        f"1/{total + 3} data_prep: {args.questions_per_dataset} TEST questions per dataset (never trained on) -> {data_dir}"
+        f"1/{total} data_prep: {args.questions_per_dataset} TEST questions per dataset (never trained on) -> {data_dir}"
     )
     prep = ["--output-dir", str(data_dir), "--train-datasets", "", "--protocol", "tags"]
     if data_prep([*prep, "--max-per-dataset", str(args.questions_per_dataset), "--overwrite"]) != 0:
         return 1
     squeezer = "extractive" if args.fast else "hf"
-    _step(
-        f"2/{total + 3} retriever server: sample corpus, dense (MiniLM) + BM25 indexes, {squeezer} squeezer"
-    )
+    _step(f"2/{total} retriever server: sample corpus, dense (MiniLM) + BM25 indexes, {squeezer} squeezer")
     base = hf_source(args.policy_model)
     if not args.fast:
         hf_source(SQUEEZER)
@@ -185,11 +194,11 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
     name = "SmolLM2 as shipped" if args.policy_model == POLICY else f"{args.policy_model} as given"
     policies: list[tuple[str, str, Path]] = []
     with ServerProcess(serve) as server:
-        _step(f"3/{total + 3} expandsearch eval: {name}")
+        _step(f"3/{total} expandsearch eval: {name}")
         if _evaluate(base, data_dir, eval_dir / "shipped", server.url, args, settings) != 0:
             return 1
         policies.append((name, base, eval_dir / "shipped"))
-        _step(f"4/{total + 3} warm start: verl's SFT trainer on CPU, {args.sft_steps} steps over the teacher's "
+        _step(f"4/{total} warm start: verl's SFT trainer on CPU, {args.sft_steps} steps over the teacher's "
               f"trajectories of the TRAIN questions ({training.eta(args.sft_steps * 25 + 60)} on 2 cores; cached after)")  # fmt: skip
         examples = training.build_examples(
             server.url, args.policy_model, train_dir / "examples", settings, args.response_length
@@ -200,14 +209,14 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
             return 1
         policies.append(("after the warm start", str(warm), eval_dir / "warm_start"))
         if args.grpo_steps:
-            _step(f"5/{total + 3} GRPO through verl on CPU from the warm start: {args.grpo_steps} step(s), batch 2 x "
+            _step(f"5/{total} GRPO through verl on CPU from the warm start: {args.grpo_steps} step(s), batch 2 x "
                   f"group 2 (recipes/train_tiny_cpu.sh; {training.eta(150 * args.grpo_steps + 120)}; cached after)")  # fmt: skip
             tuned, cached = training.grpo(warm, server.url, args.grpo_steps, train_dir / "grpo", cache_dir)
             print(f"GRPO policy {'from the cache' if cached else 'trained'}: {tuned}")
             if _evaluate(str(tuned), data_dir, eval_dir / "grpo", server.url, args, settings) != 0:
                 return 1
             policies.append((f"after {args.grpo_steps} GRPO step(s)", str(tuned), eval_dir / "grpo"))
-        _step(f"{total + 3}/{total + 3} before and after, on the same unseen test questions")
+        _step(f"{total}/{total} before and after, on the same unseen test questions")
         summaries = [(label, json.loads((where / SUMMARY).read_text())) for label, _, where in policies]
         print(training.before_after(summaries))
         label, policy, where = policies[-1]

@@ -60,6 +60,10 @@ def step_progress(log: Path, total: int, description: str) -> Iterator[None]:
         watcher.join()
 
 
+class TrainingFailed(RuntimeError):
+    """A training stage failed; the message names it and its log."""
+
+
 def build_examples(
     server_url: str, base_model: str, output_dir: Path, settings: list[str], response_length: int
 ) -> Path:
@@ -70,7 +74,7 @@ def build_examples(
     arguments = ["--retriever-url", server_url, "--output-dir", str(output_dir), "--policy-model", base_model]
     arguments += [option for setting in settings for option in ("--set", setting)]
     if build([*arguments, "--response-length", str(response_length)]) != 0:
-        raise RuntimeError(f"the warm start's examples could not be built (see {output_dir})")
+        raise TrainingFailed(f"the warm start's examples could not be built (see {output_dir})")
     return output_dir / OUTPUT
 
 
@@ -87,7 +91,10 @@ def warm_start(
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "sft.log"
     with open(log_path, "w") as log, step_progress(log_path, steps, "warm start (SFT)"):
-        return finetune(examples, base_dir, settings, cache_dir, run_dir, log=log), False
+        try:
+            return finetune(examples, base_dir, settings, cache_dir, run_dir, log=log), False
+        except (RuntimeError, ValueError) as error:
+            raise TrainingFailed(f"the warm start failed: {error}") from error
 
 
 def _rows(examples: Path) -> int:
@@ -122,7 +129,7 @@ def grpo(policy_dir: Path, server_url: str, steps: int, run_dir: Path, cache_dir
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
     saved = run_dir / "checkpoints" / f"global_step_{steps}" / "actor" / "huggingface"
     if status.returncode != 0 or not (saved / "config.json").is_file():
-        raise RuntimeError(f"GRPO through verl failed (exit status {status.returncode}); see {log_path}")
+        raise TrainingFailed(f"GRPO through verl failed (exit status {status.returncode}); see {log_path}")
     for name in ("generation_config.json",):  # the warm start's end token goes with the weights
         if (policy_dir / name).is_file():
             shutil.copyfile(policy_dir / name, saved / name)
