@@ -15,7 +15,8 @@ lives next to `models.py`, which loads the model, because `retriever_server` imp
 4. A row ends as an engine ends it: after the token that completes one of its stop strings, at an
    EOS id of the model's `generation_config` (included, as vLLM returns it), at `max_tokens`, or
    when its caller has gone (a batch whose callers have all gone stops at the next token).
-5. `load_state_dict` runs in the model's thread too, so new weights land between two batches.
+5. `load_state_dict` runs in the model's thread too, so new weights land between two batches;
+   so does `score` (the log-probs of tokens written elsewhere, e.g. by a scripted rollout).
 
 Log-probs are those of the chosen token under the distribution the row samples from before
 truncation: log-softmax(logits / temperature), the raw logits when greedy (what verl's actor
@@ -257,6 +258,33 @@ class BatchedGenerator:
         future = loop.create_future()
         self._queue.put_nowait(_Pending(list(prompt_ids), params, future))
         return await future
+
+    async def score(
+        self, prompt_ids: Sequence[int], token_ids: Sequence[int], temperature: float = 0.0
+    ) -> list[float]:
+        """Log-probs of given `token_ids` after `prompt_ids` (one teacher-forced forward, in the model's
+        thread), as `generate` reports them for the same tokens: for a policy whose turns are written
+        elsewhere (a scripted rollout) but scored by this model."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self.score_tokens, prompt_ids, token_ids, temperature
+        )
+
+    def score_tokens(
+        self, prompt_ids: Sequence[int], token_ids: Sequence[int], temperature: float = 0.0
+    ) -> list[float]:
+        """`score`, blocking (call it from the model's thread)."""
+        import torch
+
+        if not token_ids:
+            return []
+        self.check(prompt_ids, SamplingParams(max_tokens=len(token_ids), temperature=temperature))
+        with torch.inference_mode():
+            ids = torch.tensor([[*prompt_ids, *token_ids]], device=self.model.device)
+            logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
+        log_probs = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+        return log_probs.gather(1, torch.tensor(list(token_ids), device=logits.device)[:, None])[
+            :, 0
+        ].tolist()
 
     async def load_state_dict(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         """New weights (all or some of the model's tensors), loaded between two batches."""

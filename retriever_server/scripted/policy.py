@@ -14,13 +14,13 @@ import json
 import re
 from typing import Any
 
-_QUESTION = re.compile(r"Question: (.*?)(?:<\|im_end\|>|\n|$)")
+QUESTION = re.compile(r"Question: (.*?)(?:<\|im_end\|>|\n|$)")  # data_prep's prompt ends with it
 _TITLE = re.compile(r"Title: ([^)\n]*)\)")
 
 
 def turn_text(context: str, stops: list[str]) -> str:
     """What the rule-based policy writes next, given the decoded context so far."""
-    questions = _QUESTION.findall(context)
+    questions = QUESTION.findall(context)
     question = questions[-1].strip() if questions else "the question"
     tool_call = "</tool_call>" in stops
     opening = "<tool_response>" if tool_call else "<information>"

@@ -118,6 +118,7 @@ def test_log_probs_are_the_models_for_the_chosen_tokens(tiny, temperature):
     expected = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
     expected = expected[torch.arange(len(out.token_ids)), out.token_ids].tolist()
     assert out.log_probs == pytest.approx(expected, abs=1e-4)
+    assert generator.score_tokens(ids, out.token_ids, temperature) == pytest.approx(out.log_probs, abs=1e-4)
     assert alone(generator, ids, SamplingParams(max_tokens=6)).log_probs is None
 
 
@@ -126,6 +127,7 @@ async def test_new_weights_change_the_output_and_the_old_ones_restore_it(chat_mo
     generator = BatchedGenerator(model, tokenizer)
     ids, params = prompt(tokenizer, "tell me"), SamplingParams(max_tokens=8)
     before = await generator.generate(ids, params)
+    scored = await generator.score(ids, before.token_ids)
     original = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     seeded = torch.Generator().manual_seed(0)
     new = [(name, torch.randn(t.shape, generator=seeded)) for name, t in original.items()]
@@ -135,8 +137,10 @@ async def test_new_weights_change_the_output_and_the_old_ones_restore_it(chat_mo
     together = await during
     assert together in ([before] * 3, [after] * 3)  # one thread: a batch sees the old or the new weights
     assert after.token_ids != before.token_ids
+    assert await generator.score(ids, before.token_ids) != pytest.approx(scored)  # the new weights score too
     await generator.load_state_dict(original)
     assert await generator.generate(ids, params) == before
+    assert await generator.score(ids, before.token_ids) == scored
     with pytest.raises(GenerationError, match="tensors the model does not have"):
         await generator.load_state_dict({"no.such.weight": torch.zeros(1)})
     await generator.aclose()
