@@ -46,10 +46,13 @@ def step_progress(log: Path, total: int, description: str) -> Iterator[None]:
 
     def follow() -> None:
         with tqdm(total=total, desc=description, unit="step", file=sys.stdout) as bar:
-            while not done.wait(1.0):
+            finished = False
+            while not finished:
+                finished = done.wait(1.0)  # one last look after the run ended
                 steps = _STEP.findall(log.read_text(errors="replace")) if log.is_file() else []
                 latest = max((int(step) for step in steps), default=0)
-                bar.update(min(latest, total) - bar.n)
+                if min(latest, total) > bar.n:
+                    bar.update(min(latest, total) - bar.n)
 
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()

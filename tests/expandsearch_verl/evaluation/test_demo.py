@@ -99,7 +99,9 @@ def test_the_trained_demo_at_ci_size(tmp_path, chat_model_dir, expandsearch_cli,
         0,
     )
     assert status == 0, err
-    assert "warm start trained:" in out and "SFT" in out  # the progress bar's label
+    assert "warm start trained:" in out and re.search(
+        r"warm start \(SFT\): 100%.* 2/2 ", out
+    )  # the progress bar
     _check_trained_demo(output, out, ["shipped", "warm_start"], 512)
     assert "== 5/5 before and after" in out  # the cache: tests/expandsearch_verl/warm_start/test_finetune.py
 
