@@ -191,21 +191,28 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
     serve = ["--demo", "--retriever", "dense,bm25", "--squeezer", squeezer, "--squeezer-max-tokens", "96"]
     # the warm start's budgets (warm_start.build): every policy is evaluated with the ones it learnt
     settings = [f"topk={args.topk}", f"max_turns={args.max_turns}", "max_observation_tokens=160"]
+    # the SmolLM2 squeezer on 2 cores takes over the 30 s default when seven trajectories search at once
+    evaluation = [*settings, "timeout_s=180"]
     name = "SmolLM2 as shipped" if args.policy_model == POLICY else f"{args.policy_model} as given"
     policies: list[tuple[str, str, Path]] = []
     with ServerProcess(serve) as server:
         _step(f"3/{total} expandsearch eval: {name}")
-        if _evaluate(base, data_dir, eval_dir / "shipped", server.url, args, settings) != 0:
+        if _evaluate(base, data_dir, eval_dir / "shipped", server.url, args, evaluation) != 0:
             return 1
         policies.append((name, base, eval_dir / "shipped"))
         _step(f"4/{total} warm start: verl's SFT trainer on CPU, {args.sft_steps} steps over the teacher's "
               f"trajectories of the TRAIN questions ({training.eta(args.sft_steps * 25 + 60)} on 2 cores; cached after)")  # fmt: skip
+        # raw documents, not the squeezer's summaries: the same examples (and cache key) on every run
         examples = training.build_examples(
-            server.url, args.policy_model, train_dir / "examples", settings, args.response_length
+            server.url,
+            args.policy_model,
+            train_dir / "examples",
+            [*settings, "squeeze=false"],
+            args.response_length,
         )
         warm, cached = training.warm_start(examples, base, args.sft_steps, train_dir / "sft", cache_dir)
         print(f"warm start {'from the cache' if cached else 'trained'}: {warm}")
-        if _evaluate(str(warm), data_dir, eval_dir / "warm_start", server.url, args, settings) != 0:
+        if _evaluate(str(warm), data_dir, eval_dir / "warm_start", server.url, args, evaluation) != 0:
             return 1
         policies.append(("after the warm start", str(warm), eval_dir / "warm_start"))
         if args.grpo_steps:
@@ -213,7 +220,7 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
                   f"group 2 (recipes/train_tiny_cpu.sh; {training.eta(150 * args.grpo_steps + 120)}; cached after)")  # fmt: skip
             tuned, cached = training.grpo(warm, server.url, args.grpo_steps, train_dir / "grpo", cache_dir)
             print(f"GRPO policy {'from the cache' if cached else 'trained'}: {tuned}")
-            if _evaluate(str(tuned), data_dir, eval_dir / "grpo", server.url, args, settings) != 0:
+            if _evaluate(str(tuned), data_dir, eval_dir / "grpo", server.url, args, evaluation) != 0:
                 return 1
             policies.append((f"after {args.grpo_steps} GRPO step(s)", str(tuned), eval_dir / "grpo"))
         _step(f"{total}/{total} before and after, on the same unseen test questions")
