@@ -1,7 +1,7 @@
 """A deterministic search policy behind the rollout interface, for tests of the real trainer.
 
 A tiny random model never writes `<search>`, so a test through verl's trainer would never reach
-the retriever. This policy writes the turns of `evaluation.scripted_policy` (search the question
+the retriever. This policy writes the turns of `retriever_server.scripted.policy` (search the question
 in two phrasings, then answer with the title of the first document shown), and makes every other
 copy of a prompt *sloppy*: it leaves out the `<think>` blocks, which the reward's format check
 marks down. So the copies of one GRPO group always earn different rewards (1.0 or 0.2 against 0.8
@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from expandsearch_verl.evaluation.scripted_policy import _QUESTION, ScriptedPolicyServer
+from retriever_server.scripted.policy import QUESTION as _QUESTION
+from retriever_server.scripted.policy import turn_text
 
 _THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
 
@@ -28,12 +29,11 @@ class ScriptedPolicy:
 
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
-        self.rules = ScriptedPolicyServer(tokenizer)
         self.copies: Counter[tuple[int, ...]] = Counter()  # first turns seen per prompt
 
     def turn(self, prompt_ids: list[int], stop: tuple[str, ...], max_tokens: int) -> list[int]:
         context = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-        text = self.rules.turn_text(context, list(stop))
+        text = turn_text(context, list(stop))
         if "<answer>" not in text:  # a first turn: this copy's place in its group decides
             key = tuple(prompt_ids)
             sloppy = self.copies[key] % 2 == 1
