@@ -66,6 +66,20 @@ REACHES: dict[str, Reach] = {
         "if not torch.distributed.is_initialized():",
         "verl skips its own process-group start when one exists",
     ),
+    "sft_process_group": Reach(
+        "utils/distributed.py",
+        63,
+        'backend = f"cpu:gloo,{get_device_name()}:{get_nccl_backend()}"',
+        "verl's SFT trainer (trainer/sft_trainer.py:455, run_sft) starts its process group with this "
+        "backend unconditionally; on a CPU torch refuses it: expandsearch_verl.cpu.sft starts a plain "
+        "gloo group and then runs verl's SFTTrainer itself",
+    ),
+    "sft_trainer_entry": Reach(
+        "trainer/sft_trainer.py",
+        455,
+        "initialize_global_process_group()",
+        "the call expandsearch_verl.cpu.sft stands in for (the rest of run_sft: SFTTrainer(config).fit())",
+    ),
     "worker_group_env": Reach(
         "single_controller/ray/base.py",
         635,

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from record_checks import check_output_records
 
@@ -48,10 +49,61 @@ def _check_demo_outputs(output, out: str, response_length: int) -> list[dict]:
 def test_demo_at_ci_size(tmp_path, chat_model_dir, expandsearch_cli):
     output = tmp_path / "demo"
     status, out, err = expandsearch_cli(
-        "demo", "--fast", "--policy-model", chat_model_dir, "--output-dir", output, "--response-length", 48
-    )
+        "demo", "--no-train", "--fast", "--policy-model", chat_model_dir, "--output-dir", output,
+        "--response-length", 48,
+    )  # fmt: skip
     assert status == 0, err
     _check_demo_outputs(output, out, 48)
+
+
+def _check_trained_demo(output, out: str, policies: list[str], response_length: int) -> None:
+    """Every policy evaluated on the same unseen test questions, the table, one trajectory."""
+    assert "TEST questions per dataset (never trained on)" in out
+    assert "warm start: verl's SFT trainer on CPU" in out and "on 2 cores; cached after)" in out
+    ids = None
+    for name in policies:
+        records = check_output_records(output / "eval" / name, 7, response_length)
+        assert ids is None or {r["id"] for r in records} == ids  # the same questions for every policy
+        ids = {r["id"] for r in records}
+    train_ids = set(
+        pq.read_table(output / "train" / "examples" / "warm_start.parquet").column("id").to_pylist()
+    )
+    assert not train_ids & ids  # no test question was trained on
+    table = out.split("before and after, on the same unseen test questions", 1)[1]
+    header, *rows = table.strip().splitlines()[: 1 + len(policies)]
+    assert header.split()[:3] == ["policy", "searches/traj", "queries/search"] and "EM" in header
+    assert rows[1].startswith("after the warm start")
+    for row, name in zip(rows, policies, strict=True):
+        summary = json.loads((output / "eval" / name / "summary.json").read_text())
+        assert (
+            f"{summary['em_macro_average']:.3f}" in row and f"{summary['searches_per_trajectory']:.2f}" in row
+        )
+    assert "one trajectory of the policy" in out and LEGEND in out and "demo finished in" in out
+
+
+def test_the_trained_demo_at_ci_size(tmp_path, chat_model_dir, expandsearch_cli, monkeypatch):
+    import retriever_server.settings
+
+    monkeypatch.setattr(retriever_server.settings, "default_cache_dir", lambda: tmp_path / "cache")
+    output = tmp_path / "demo"
+    status, out, err = expandsearch_cli(
+        "demo",
+        "--fast",
+        "--policy-model",
+        chat_model_dir,
+        "--output-dir",
+        output,
+        "--sft-steps",
+        2,
+        "--grpo-steps",
+        0,
+    )
+    assert status == 0, err
+    assert "warm start trained:" in out and re.search(
+        r"warm start \(SFT\): 100%.* 2/2 ", out
+    )  # the progress bar
+    _check_trained_demo(output, out, ["shipped", "warm_start"], 512)
+    assert "== 5/5 before and after" in out  # the cache: tests/expandsearch_verl/warm_start/test_finetune.py
 
 
 @pytest.mark.slow
@@ -59,9 +111,11 @@ def test_demo_as_the_readme_runs_it(tmp_path, smollm2_dir, expandsearch_cli):
     output = tmp_path / "demo"
     status, out, err = expandsearch_cli("demo", "--output-dir", output)
     assert status == 0, err
-    records = _check_demo_outputs(output, out, 256)
-    if not any(record["searches"] for record in records):  # SmolLM2 rarely writes a well-formed search
-        assert "note: no trajectory searched" in out
+    _check_trained_demo(output, out, ["shipped", "warm_start", "grpo"], 512)
+    warm = json.loads((output / "eval" / "warm_start" / "summary.json").read_text())
+    assert (
+        warm["searches_per_trajectory"] > 0.5 and warm["queries_per_search"] > 1.5
+    )  # it searches, with variants
 
 
 def test_the_view_marks_observations():
@@ -108,7 +162,16 @@ def _children(pid: int) -> list[int]:
 
 
 def test_sigterm_while_the_server_starts_leaves_no_orphan(tmp_path, chat_model_dir):
-    command = [sys.executable, "-m", "expandsearch_verl.cli", "demo", "--fast", "--output-dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "expandsearch_verl.cli",
+        "demo",
+        "--no-train",
+        "--fast",
+        "--output-dir",
+        str(tmp_path),
+    ]
     process = subprocess.Popen(
         [*command, "--policy-model", str(chat_model_dir)],
         stdout=subprocess.PIPE,
