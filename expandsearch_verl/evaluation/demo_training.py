@@ -53,11 +53,15 @@ def step_progress(log: Path, total: int, description: str) -> Iterator[None]:
                 latest = max((int(step) for step in steps), default=0)
                 if min(latest, total) > bar.n:
                     bar.update(min(latest, total) - bar.n)
+            if completed.is_set():  # the last step's line may come after the log's last read, or not at all
+                bar.update(total - bar.n)
 
+    completed = threading.Event()
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
     try:
         yield
+        completed.set()
     finally:
         done.set()
         watcher.join()
@@ -108,6 +112,8 @@ def _rows(examples: Path) -> int:
 
 def grpo(policy_dir: Path, server_url: str, steps: int, run_dir: Path, cache_dir: Path) -> tuple[Path, bool]:
     """(the policy after `steps` GRPO steps, whether cached): `recipes/train_tiny_cpu.sh` from `policy_dir`."""
+    from expandsearch_verl.warm_start.finetune import publish
+
     key = hashlib.blake2b(
         f"{policy_dir.resolve()}|{steps}|v{GRPO_VERSION}".encode(), digest_size=8
     ).hexdigest()
@@ -128,19 +134,14 @@ def grpo(policy_dir: Path, server_url: str, steps: int, run_dir: Path, cache_dir
     # the actor's last checkpoint as an HF directory (verl's hf_model content), no merger needed
     command = ["bash", str(GRPO_RECIPE), "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]"]
     log_path = run_dir / "grpo.log"
+    saved = run_dir / "checkpoints" / f"global_step_{steps}" / "actor" / "huggingface"
     with open(log_path, "w") as log, step_progress(log_path, steps, "GRPO"):
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-    saved = run_dir / "checkpoints" / f"global_step_{steps}" / "actor" / "huggingface"
-    if status.returncode != 0 or not (saved / "config.json").is_file():
-        raise TrainingFailed(f"GRPO through verl failed (exit status {status.returncode}); see {log_path}")
-    for name in ("generation_config.json",):  # the warm start's end token goes with the weights
-        if (policy_dir / name).is_file():
-            shutil.copyfile(policy_dir / name, saved / name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(saved, tmp)
-    os.replace(tmp, target)
+        if status.returncode != 0 or not (saved / "config.json").is_file():
+            raise TrainingFailed(
+                f"GRPO through verl failed (exit status {status.returncode}); see {log_path}"
+            )
+    publish(saved, target, base=policy_dir)  # the warm start's end token goes with the weights
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return target, False
 

@@ -122,21 +122,22 @@ def finetune(
     if status.returncode != 0 or not (saved / "config.json").is_file():
         where = f"; see {log.name}" if log is not None and hasattr(log, "name") else ""
         raise RuntimeError(f"verl's SFT trainer failed (exit status {status.returncode}){where}")
-    _keep_generation_config(Path(model_dir), saved)
+    publish(saved, target, base=Path(model_dir))
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return target
+
+
+def publish(saved: Path, target: Path, base: Path) -> None:
+    """`saved` (an HF directory verl wrote) copied to the cache entry `target` atomically, with the base
+    model's generation config (its end token, `<|im_end|>` for SmolLM2) beside the weights."""
+    source = base / "generation_config.json"
+    if source.is_file():
+        shutil.copyfile(source, saved / "generation_config.json")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(saved, tmp)
     os.replace(tmp, target)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return target
-
-
-def _keep_generation_config(base: Path, saved: Path) -> None:
-    """The base model's generation config (its end token, `<|im_end|>` for SmolLM2) goes with the weights."""
-    source = base / "generation_config.json"
-    if source.is_file():
-        shutil.copyfile(source, saved / "generation_config.json")
 
 
 def main(argv: list[str] | None = None) -> int:
