@@ -16,7 +16,6 @@ class DyingRetriever:
     def __init__(self, upstream: str, port: int, die_after: int):
         self.upstream, self.port, self.die_after = upstream, port, die_after
         self.answered = 0
-        self.refused = 0
         app = FastAPI()
         app.add_api_route("/health", self._health, methods=["GET"])
         app.add_api_route("/search", self._search, methods=["POST"])
@@ -45,7 +44,6 @@ class DyingRetriever:
 
     async def _search(self, request: Request) -> Response:
         if self.answered >= self.die_after:
-            self.refused += 1
             return Response('{"detail": "shutting down"}', status_code=503, media_type="application/json")
         self.answered += 1
         if self.answered == self.die_after:

@@ -211,7 +211,9 @@ def test_a_stale_rollout_is_caught(first_run, resumed_run):
 def test_a_retriever_dying_mid_step_is_survived_and_counted(resumed_run):
     _, run, dying = resumed_run
     metrics = run.metrics[3]
-    assert dying.answered == 2 and dying.refused >= 2
+    # the two later searches met either a 503 while it went down or a closed port: which one is a race,
+    # so only the answered count is exact; the failures are counted by the loop below
+    assert dying.answered == 2
     assert "actor/pg_loss" in metrics  # the step completed
     # every trajectory searched; the two searched after the retriever died failed, and say so
     assert metrics[f"{SEARCH}searches/mean"] == 1
