@@ -63,6 +63,7 @@ _PER_TRAJECTORY = {
     "num_searches": "searches",
     "num_queries": "queries",
     "search_failures": "failures",
+    "squeeze_fallbacks": "squeeze_fallbacks",
     "invalid_actions": "invalid_actions",
     "observation_tokens": "observation_tokens",
     "num_unique_docs": "unique_docs",
@@ -84,7 +85,8 @@ def search_step_metrics(columns: Mapping[str, Any]) -> dict[str, float]:
     Returns {} for a batch our loop did not produce (no `num_searches` column).
 
     Keys (STEP_METRIC_KEYS): `search/<count>/{mean,min,max}` per trajectory for searches, queries,
-    failures (searches that failed after every retry), invalid_actions (turns with neither a proper
+    failures (searches that failed after every retry), squeeze_fallbacks (searches the server answered
+    with passages because its squeezer failed or ran past its budget), invalid_actions (turns with neither a proper
     search nor an answer), observation_tokens (mask-0 tokens) and unique_docs;
     `search/retrieval_hit/mean` (share of trajectories where a gold answer was in a retrieved
     passage); and over all searches of the step: `search/queries_per_search`,

@@ -21,6 +21,7 @@ METRIC_KEYS = (
     "num_queries",
     "num_unique_docs",
     "squeezed_fraction",
+    "squeeze_fallbacks",
     "search_latency_ms",
     "observation_tokens",
     "invalid_actions",
@@ -46,6 +47,7 @@ class Trajectory:
     num_searches: int = 0
     num_queries: int = 0
     squeezed_searches: int = 0
+    squeeze_fallbacks: int = 0  # asked to squeeze, the server fell back to passages (squeeze_error)
     search_seconds: float = 0.0
     invalid_actions: int = 0
     search_failures: int = 0
@@ -84,6 +86,7 @@ class Trajectory:
             self.search_failures += 1
             return
         self.squeezed_searches += result.has_summary
+        self.squeeze_fallbacks += result.squeeze_error is not None
         new = [document for document in result.documents if document.id not in self.retrieved]
         self.retrieved.update(dict.fromkeys(document.id for document in new))
         if not self.retrieval_hit and new:
@@ -97,6 +100,7 @@ class Trajectory:
             "num_queries": self.num_queries,
             "num_unique_docs": len(self.retrieved),
             "squeezed_fraction": self.squeezed_searches / searched_ok if searched_ok else 0.0,
+            "squeeze_fallbacks": self.squeeze_fallbacks,
             "search_latency_ms": 1000.0 * self.search_seconds / self.num_searches
             if self.num_searches
             else 0.0,

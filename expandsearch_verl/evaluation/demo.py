@@ -105,6 +105,22 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+# The SmolLM2 squeezer answers concurrent searches in one batch: ~8 s for one, past the server's 30 s
+# default for seven on 2 shared cores, after which the server answers with the passages; the demo's
+# squeezed fraction would then measure the machine's load, not the policy. So the demo's server
+# waits longer, and the loop's searches wait for it.
+SQUEEZE_BUDGET_S = 150
+SEARCH_TIMEOUT = f"timeout_s={SQUEEZE_BUDGET_S + 30}"
+
+
+def _serve_args(squeezer: str) -> list[str]:
+    """`retriever_server serve` for the demo: the sample corpus, both indexes, `squeezer`."""
+    return [
+        "--demo", "--retriever", "dense,bm25", "--squeezer", squeezer, "--squeezer-max-tokens", "96",
+        "--squeeze-timeout-s", str(SQUEEZE_BUDGET_S),
+    ]  # fmt: skip
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     from data_prep.cli import main as data_prep
     from expandsearch_verl.cli import main as expandsearch
@@ -120,8 +136,13 @@ def _pipeline(args: argparse.Namespace) -> int:
     _step(f"2/5 retriever server: sample corpus, dense (MiniLM) + BM25 indexes, {squeezer} squeezer")
     for model in {args.policy_model, *([] if args.fast else [SQUEEZER])}:
         hf_source(model)  # GGUF conversions, once (cached), before two processes would both convert
-    serve = ["--demo", "--retriever", "dense,bm25", "--squeezer", squeezer, "--squeezer-max-tokens", "96"]
-    settings = [f"topk={args.topk}", f"max_turns={args.max_turns}", "max_observation_tokens=192"]
+    serve = _serve_args(squeezer)
+    settings = [
+        f"topk={args.topk}",
+        f"max_turns={args.max_turns}",
+        "max_observation_tokens=192",
+        SEARCH_TIMEOUT,
+    ]
     with ServerProcess(serve) as server:
         _step(
             f"3/5 expandsearch eval: {args.policy_model} as the policy, retriever {server.url} -> {eval_dir}"
@@ -189,11 +210,10 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
     base = hf_source(args.policy_model)
     if not args.fast:
         hf_source(SQUEEZER)
-    serve = ["--demo", "--retriever", "dense,bm25", "--squeezer", squeezer, "--squeezer-max-tokens", "96"]
+    serve = _serve_args(squeezer)
     # the warm start's budgets (warm_start.build): every policy is evaluated with the ones it learnt
     settings = [f"topk={args.topk}", f"max_turns={args.max_turns}", "max_observation_tokens=160"]
-    # the SmolLM2 squeezer on 2 cores takes over the 30 s default when seven trajectories search at once
-    evaluation = [*settings, "timeout_s=180"]
+    evaluation = [*settings, SEARCH_TIMEOUT]
     name = "SmolLM2 as shipped" if args.policy_model == POLICY else f"{args.policy_model} as given"
     policies: list[tuple[str, str, Path]] = []
     status = 0

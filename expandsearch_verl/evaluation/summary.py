@@ -89,6 +89,7 @@ def summarize(
         else 0.0,
         "retrieval_hit_rate": _mean(record["retrieval_hit"] for record in records),
         "squeeze_rate": squeezed / succeeded if succeeded else 0.0,
+        "squeeze_fallbacks": sum(record.get("squeeze_fallbacks", 0) for record in records),
         "search_failures": failures,
         "search_failure_rate": failures / searches if searches else 0.0,
         "trajectories_with_search_failures": sum(1 for record in records if record["search_failures"]),
@@ -133,7 +134,13 @@ def format_summary(summary: dict[str, Any], table: SourceTable) -> str:
         "",
         f"searches per trajectory {summary['searches_per_trajectory']:.2f} "
         f"({summary['queries_per_search']:.2f} queries each); retrieval hit rate {summary['retrieval_hit_rate']:.3f}; "
-        f"squeezed {summary['squeeze_rate']:.0%} of searches; "
+        f"squeezed {summary['squeeze_rate']:.0%} of searches"
+        + (
+            f" ({summary['squeeze_fallbacks']} fell back to passages: the squeezer failed or ran past its budget)"
+            if summary["squeeze_fallbacks"]
+            else ""
+        )
+        + "; "
         f"search failures {summary['search_failures']} ({summary['search_failure_rate']:.1%})",
         f"latency: trajectory p50 {latency['trajectory']['p50']:.0f} ms, p90 {latency['trajectory']['p90']:.0f} ms; "
         f"generate call p50 {latency['generate_call']['p50']:.0f} ms; search mean {latency['search_call_mean']:.0f} ms",

@@ -75,7 +75,7 @@ async def test_squeezed_summary_is_shown(
     (observation,) = observations(output)
     assert observation.startswith(TAGS_OPEN + "Summary: ") and "Doc 1" not in observation
     assert fake_retriever.requests[0]["squeeze"] is True
-    assert output.extra_fields["squeezed_fraction"] == 1.0
+    assert output.extra_fields["squeezed_fraction"] == 1.0 and output.extra_fields["squeeze_fallbacks"] == 0
 
 
 async def test_squeezer_failure_falls_back_to_documents(
@@ -85,6 +85,7 @@ async def test_squeezer_failure_falls_back_to_documents(
     output = await make_loop(scripted(SEARCH, ANSWER)).run(dict(SAMPLING), **run_kwargs())
     (observation,) = observations(output)
     assert "Doc 1 (Title: Eiffel Tower)" in observation and output.extra_fields["squeezed_fraction"] == 0.0
+    assert output.extra_fields["squeeze_fallbacks"] == 1  # why it was not squeezed, visible in the metrics
 
 
 async def test_question_is_sent_only_when_asked(make_loop, scripted, run_kwargs, fake_retriever):
@@ -243,3 +244,4 @@ async def test_an_empty_summary_falls_back_to_documents(
     output = await make_loop(scripted(SEARCH, ANSWER)).run(dict(SAMPLING), **run_kwargs())
     (observation,) = observations(output)
     assert "Doc 1 (Title: " in observation and output.extra_fields["squeezed_fraction"] == 0.0
+    assert output.extra_fields["squeeze_fallbacks"] == 0  # the squeezer answered, with nothing

@@ -177,6 +177,7 @@ async def test_every_search_metric_reaches_the_step_metrics(
         **{f"search/searches/{s}": v for s, v in stats([1] * BATCH).items()},
         **{f"search/queries/{s}": v for s, v in stats([len(set(variants(q))) for q in questions]).items()},
         **{f"search/failures/{s}": v for s, v in stats([loop == "dead" for loop in rows]).items()},
+        **{f"search/squeeze_fallbacks/{s}": v for s, v in stats([0] * BATCH).items()},
         **{f"search/invalid_actions/{s}": v for s, v in stats(hesitant_rows).items()},
         **{f"search/observation_tokens/{s}": v for s, v in stats(observation_tokens).items()},
         **{f"search/unique_docs/{s}": v for s, v in stats([len(docs) for docs in documents]).items()},
