@@ -14,9 +14,11 @@ So `SearchMetricsAgentLoopManager`, verl's `AgentLoopManager` selected through i
 adds `search_step_metrics` of each generated batch to that dict. The trainer then logs, at every
 step, `timing_s/` + each key of `STEP_METRIC_KEYS` (`timing_s/search/queries/mean`, ...).
 
-What this relies on in verl 0.9.1 is `VERL_DEPENDENCIES` (a test reads each of those lines in the
-installed verl). The V1 trainer (`trainer.use_v1=true`) needs a TransferQueue manager instead; the recipes set the
-knob only with the legacy trainer.
+What this relies on in verl 0.9.1 are the reaches of user `search metrics` in
+`expandsearch_verl.verl_internals`; the manager checks them when verl's trainer builds it, so a
+verl whose trainer no longer logs them fails before the first step. The V1 trainer
+(`trainer.use_v1=true`) needs a TransferQueue manager instead; the recipes set the knob only with
+the legacy trainer.
 """
 
 from __future__ import annotations
@@ -29,34 +31,10 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopManager
 from verl.protocol import DataProto
 from verl.utils.ray_utils import auto_await
 
+from expandsearch_verl.verl_internals import SEARCH_METRICS, check_verl
+
 MANAGER_CLASS = f"{__name__}.SearchMetricsAgentLoopManager"
 LOGGED_PREFIX = "timing_s/"  # what verl's compute_timing_metrics puts before each timing entry
-
-# (file in the verl package, line, the code there): the knob loads our manager, the trainer takes
-# the manager's timing dict at every step, and logs each entry with LOGGED_PREFIX.
-VERL_DEPENDENCIES = (
-    (
-        "trainer/ppo/ray_trainer.py",
-        940,
-        'manager_class_fqn = self.config.actor_rollout_ref.rollout.get("agent", {}).get("agent_loop_manager_class")',
-    ),
-    (
-        "trainer/ppo/ray_trainer.py",
-        942,
-        'AgentLoopManager = load_class_from_fqn(manager_class_fqn, "AgentLoopManager")',
-    ),
-    ("trainer/ppo/ray_trainer.py", 1518, 'timing_raw.update(combined_gen_output.meta_info["timing"])'),
-    (
-        "trainer/ppo/ray_trainer.py",
-        1783,
-        "metrics.update(compute_timing_metrics(batch=batch, timing_raw=timing_raw))",
-    ),
-    (
-        "trainer/ppo/metric_utils.py",
-        645,
-        '**{f"timing_s/{name}": value for name, value in timing_raw.items()},',
-    ),
-)
 
 # Per-trajectory counts (extra_fields key -> metric name), logged as mean, min and max over the batch.
 _PER_TRAJECTORY = {
@@ -121,6 +99,10 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 class SearchMetricsAgentLoopManager(AgentLoopManager):
     """verl's AgentLoopManager, whose output also carries the step's search metrics (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_verl(SEARCH_METRICS)  # loud, before the first step, rather than steps without the metrics
+        super().__init__(*args, **kwargs)
 
     @auto_await
     async def generate_sequences(self, prompts: DataProto) -> DataProto:

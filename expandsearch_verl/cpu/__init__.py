@@ -2,5 +2,6 @@
 
 Nothing here runs until asked: `DEVICE=cpu` on a training recipe (or the two variables
 `python -m expandsearch_verl.cpu env` prints) makes verl import `plugin`, which registers it all.
-`verl_internals` names every verl internal it depends on; docs/train-on-cpu.md is the user's page.
+`expandsearch_verl.verl_internals` names every verl internal it depends on (user `cpu backend`);
+docs/train-on-cpu.md is the user's page.
 """

@@ -1,9 +1,9 @@
 """What `DEVICE=cpu` adds to a training recipe: two environment variables and verl overrides.
 
 The overrides go after the recipe's own and before the user's arguments, so what runs on a CPU is
-the recipe a GPU user launches with only these differences. Each says why (the `verl_internals`
-reach it answers, where it answers one). Settings that only work on a GPU are refused when the
-user passes them, naming the setting and the fix.
+the recipe a GPU user launches with only these differences. Each says why (the
+`expandsearch_verl.verl_internals` reach it answers, where it answers one). Settings that only
+work on a GPU are refused when the user passes them, naming the setting and the fix.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ class CPUPlatform(PlatformBase):
     """verl's device abstraction on the host CPU: gloo collectives, no accelerator features.
 
     Ray sees logical GPUs (`ray_init.num_gpus`) because verl's placement groups and resource checks
-    count only `GPU`/`NPU` (verl_internals.RAY_RESOURCES); nothing ever runs on one.
+    count only `GPU`/`NPU` (`verl_internals` reaches `bundle_device_resource`, `resource_check_gpus`);
+    nothing ever runs on one.
     """
 
     @property

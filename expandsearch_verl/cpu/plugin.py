@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-from expandsearch_verl.cpu import verl_internals
+from expandsearch_verl.cpu import verl_hooks
 from expandsearch_verl.cpu.platform import register_platform, use_all_cores
+from expandsearch_verl.verl_internals import CPU_BACKEND, check_verl
 
 ADAPTER = "expandsearch_verl.cpu.replica.HFServerAdapter"
 
@@ -30,15 +31,15 @@ def _scripted_replica():
 
 def activate() -> None:
     """Check verl, register the platform and both rollouts; in a verl worker, the engines and gloo too."""
-    verl_internals.check_verl()
+    check_verl(CPU_BACKEND)
     register_platform()
     RolloutReplicaRegistry.register("hf", _hf_replica)
     RolloutReplicaRegistry.register("scripted", _scripted_replica)
     for name in ("hf", "scripted"):
-        verl_internals.register_rollout_adapter(name, ADAPTER)
-    if verl_internals.is_verl_worker():
-        verl_internals.register_cpu_engines()
-        verl_internals.join_worker_process_group()
+        verl_hooks.register_rollout_adapter(name, ADAPTER)
+    if verl_hooks.is_verl_worker():
+        verl_hooks.register_cpu_engines()
+        verl_hooks.join_worker_process_group()
         use_all_cores()
 
 

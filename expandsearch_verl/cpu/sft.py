@@ -1,9 +1,9 @@
 """verl's own SFT trainer on a CPU: `python -m expandsearch_verl.cpu.sft [hydra overrides]`.
 
-verl 0.9.1's `python -m verl.trainer.sft_trainer` cannot start on a CPU: its `run_sft`
-(trainer/sft_trainer.py:455) calls `initialize_global_process_group`, which asks torch for the
-backend 'cpu:gloo,cpu:gloo' (utils/distributed.py:63) without checking for an existing group, and
-torch refuses a device type named twice. This entry point is `run_sft` with that one call replaced:
+verl 0.9.1's `python -m verl.trainer.sft_trainer` cannot start on a CPU: its `run_sft` calls
+`initialize_global_process_group`, which asks torch for the backend 'cpu:gloo,cpu:gloo' without
+checking for an existing group, and torch refuses a device type named twice (the reaches
+`sft_trainer_entry`, `sft_process_group` of `expandsearch_verl.verl_internals`). This entry point is `run_sft` with that one call replaced:
 it registers the CPU platform and verl's FSDP engines for device 'cpu' (as the RL backend does in
 its workers), starts a plain one-rank gloo group, then runs verl's `SFTTrainer` from verl's own
 config (`sft_trainer_engine.yaml`) and the user's overrides. No torchrun: one rank, this process.
@@ -57,10 +57,10 @@ def main(config) -> None:
     import torch.distributed as dist
     from verl.trainer.sft_trainer import SFTTrainer
 
-    from expandsearch_verl.cpu import verl_internals
+    from expandsearch_verl.cpu import verl_hooks
 
-    verl_internals.register_cpu_engines()
-    verl_internals.join_worker_process_group()
+    verl_hooks.register_cpu_engines()
+    verl_hooks.join_worker_process_group()
     try:
         SFTTrainer(config=config).fit()
     finally:

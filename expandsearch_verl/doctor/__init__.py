@@ -21,6 +21,7 @@ from expandsearch_verl.doctor.runtime import (
     check_plugin_install,
     check_rollout_engine,
     check_trainer,
+    check_verl_internals,
 )
 from expandsearch_verl.doctor.services import check_retriever, check_squeezer
 from expandsearch_verl.doctor.verl_config import check_batches, check_config, check_lengths, check_validate
@@ -43,6 +44,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("retriever", check_retriever),
     ("squeezer", check_squeezer),
     ("plugin", check_plugin_install),
+    ("verl", check_verl_internals),
     ("engine", check_rollout_engine),
     ("trainer", check_trainer),
     ("gpus", check_gpus),
@@ -50,7 +52,7 @@ CHECKS: list[tuple[str, Check]] = [
 ]
 CHECK_NAMES = [name for name, _ in CHECKS]
 # The checks that mean something when verl's config did not compose; every other one is skipped then.
-WITHOUT_CONFIG = frozenset({"config", "retriever", "squeezer", "plugin"})
+WITHOUT_CONFIG = frozenset({"config", "retriever", "squeezer", "plugin", "verl"})
 
 
 def run_check(ctx: Preflight, name: str, check: Check) -> list[CheckResult]:

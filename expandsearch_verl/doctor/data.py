@@ -143,7 +143,8 @@ def _check_agent_names(ctx: Preflight, name: str, path: Path, table: Any) -> lis
     import pyarrow.compute as pc
     from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
 
-    known = set(ctx.agent_loops) | set(_agent_loop_registry)  # the YAML's entries and verl's built-in loops
+    # the YAML's entries and verl's built-in loops (reach `agent_loop_registry`)
+    known = set(ctx.agent_loops) | set(_agent_loop_registry)
     used = sorted(map(str, pc.unique(table.column("agent_name")).to_pylist()))
     unknown = [agent for agent in used if agent not in known]
     if unknown:

@@ -128,6 +128,7 @@ def _verdict(name: str, role: str, where: str, config: dict[str, Any], tokenizer
         )
     # verl picks a model-specific Continuous-Token builder by config.json's model_type; any other
     # type gets the generic builder, which has to guess where one turn ends and the next begins.
+    # (A private table: the reach `continuous_token_families` of expandsearch_verl.verl_internals.)
     from verl.utils.tokenizer.continuous_token_wiring import _MODEL_TYPE_TO_FAMILY
 
     model_type = config.get("model_type", "unknown")

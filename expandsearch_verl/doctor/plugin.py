@@ -172,7 +172,7 @@ def _check_entry(ctx: Preflight, entry: dict[str, Any], path: str) -> CheckResul
             f"{name}: {target} is not a verl AgentLoopBase subclass",
             "point _target_ at an agent-loop class",
         )
-    if _agent_loop_registry.get(name) == {"_target_": target}:
+    if _agent_loop_registry.get(name) == {"_target_": target}:  # reach `register_replaces_yaml_entry`
         return failed(
             "agent-loop",
             f"{name}: {target} registers itself with @register('{name}'), which replaces this entry's "

@@ -1,5 +1,6 @@
-"""Checks on this node's runtime: what a Ray worker started here would import, the rollout engine,
-the trainer flavour's extra dependency, and the GPUs a one-node run asks for.
+"""Checks on this node's runtime: what a Ray worker started here would import, the verl lines the
+package reaches into, the rollout engine, the trainer flavour's extra dependency, and the GPUs a
+one-node run asks for.
 
 Ray workers do not inherit this shell's PYTHONPATH or working directory when Ray was started by
 `ray start`, so the plugin must be an installed package; the check imports it from a fresh
@@ -54,6 +55,24 @@ def check_plugin_install(ctx: Preflight) -> list[CheckResult]:
         ]
     return [
         passed(name, f"installed: a fresh interpreter imports the agent loop and the reward from {theirs}")
+    ]
+
+
+def check_verl_internals(ctx: Preflight) -> list[CheckResult]:
+    """Every reach into verl's internals (expandsearch_verl.verl_internals), whichever part uses it."""
+    name = "verl"
+    from expandsearch_verl.verl_internals import REACHES, USERS, VERL_VERSION, changes, reaches_of
+
+    problems = changes()
+    if problems:
+        fix = (
+            f"pip install -e . (it pins verl=={VERL_VERSION}); to move to another verl, "
+            "docs/development.md#upgrading-verl"
+        )
+        return [failed(name, problem, fix) for problem in problems]
+    per_user = ", ".join(f"{user} {len(reaches_of(user))}" for user in USERS)
+    return [
+        passed(name, f"verl {VERL_VERSION}: all {len(REACHES)} internal lines relied on hold ({per_user})")
     ]
 
 

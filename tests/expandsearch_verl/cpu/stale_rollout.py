@@ -11,7 +11,7 @@ from typing import Any
 
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-from expandsearch_verl.cpu import verl_internals
+from expandsearch_verl.cpu import verl_hooks
 from expandsearch_verl.cpu.plugin import ADAPTER
 from expandsearch_verl.cpu.replica import ScriptedReplica
 from expandsearch_verl.cpu.server import HFRolloutServer
@@ -27,4 +27,4 @@ class StaleReplica(ScriptedReplica):
 
 
 RolloutReplicaRegistry.register("stale", lambda: StaleReplica)
-verl_internals.register_rollout_adapter("stale", ADAPTER)
+verl_hooks.register_rollout_adapter("stale", ADAPTER)
