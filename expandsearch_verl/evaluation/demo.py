@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-train", action="store_true", help="SmolLM2 as shipped only (no warm start, no GRPO)"
     )
-    parser.add_argument("--sft-steps", type=int, default=16, help="warm-start (SFT) steps, batch 8")
+    parser.add_argument("--sft-steps", type=int, default=32, help="warm-start (SFT) steps, batch 4")
     parser.add_argument("--grpo-steps", type=int, default=1, help="GRPO steps after the warm start; 0: none")
 
 
@@ -223,7 +223,7 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
             return 1
         policies.append((name, base, eval_dir / "shipped"))
         _step(f"4/{total} warm start: verl's SFT trainer on CPU, {args.sft_steps} steps over the teacher's "
-              f"trajectories of the TRAIN questions ({training.eta(args.sft_steps * 25 + 60)} on 2 cores; cached after)")  # fmt: skip
+              f"trajectories of the TRAIN questions ({training.eta(args.sft_steps * 12 + 60)} on 2 cores; cached after)")  # fmt: skip
         # raw documents, not the squeezer's summaries: the same examples (and cache key) on every run
         examples = training.build_examples(
             server.url,

@@ -91,7 +91,7 @@ def warm_start(
     """(the fine-tuned policy, whether it came from the cache): verl's SFT trainer on CPU."""
     from expandsearch_verl.warm_start.finetune import FinetuneSettings, cached_dir, finetune
 
-    settings = FinetuneSettings(steps=steps, batch_size=min(8, _rows(examples)))
+    settings = FinetuneSettings(steps=steps, batch_size=min(FinetuneSettings.batch_size, _rows(examples)))
     target = cached_dir(examples, base_dir, settings, cache_dir)
     if (target / "config.json").is_file():
         return target, True
