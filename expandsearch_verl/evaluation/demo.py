@@ -223,7 +223,7 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
             return 1
         policies.append((name, base, eval_dir / "shipped"))
         _step(f"4/{total} warm start: verl's SFT trainer on CPU, {args.sft_steps} steps over the teacher's "
-              f"trajectories of the TRAIN questions ({training.eta(args.sft_steps * 12 + 60)} on 2 cores; cached after)")  # fmt: skip
+              f"trajectories of the TRAIN questions ({training.eta(args.sft_steps * 10 + 60)} on 2 cores; cached after)")  # fmt: skip
         # raw documents, not the squeezer's summaries: the same examples (and cache key) on every run
         examples = training.build_examples(
             server.url,

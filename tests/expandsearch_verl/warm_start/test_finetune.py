@@ -12,7 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from expandsearch_verl.warm_start.finetune import FinetuneSettings, cache_key, finetune, main
+from expandsearch_verl.warm_start.finetune import (
+    FinetuneSettings,
+    cache_key,
+    fastest_precision,
+    finetune,
+    main,
+    sft_overrides,
+)
 
 
 def write_examples(path, tokenizer, n: int = 4) -> None:
@@ -47,11 +54,26 @@ def test_the_cache_key_follows_the_examples_the_model_and_the_settings(tmp_path,
         ("steps", 0, "steps=0: must be >= 1"),
         ("lr", 2.0, "lr=2.0: must be in"),
         ("warmup_ratio", 1.0, "warmup_ratio"),
+        ("precision", "fp16", r"precision='fp16': must be one of \('bf16', 'fp32'\)"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_setting(field, value, message):
     with pytest.raises(ValueError, match=message):
         FinetuneSettings(**{field: value})
+
+
+def test_the_compute_dtype_reaches_verl_and_the_cache_key(tmp_path):
+    assert fastest_precision() in ("bf16", "fp32")
+    for precision in ("bf16", "fp32"):
+        overrides = sft_overrides(tmp_path, "model", tmp_path, FinetuneSettings(precision=precision))
+        assert (
+            f"++engine.mixed_precision={{param_dtype:{precision},reduce_dtype:fp32,buffer_dtype:fp32}}"
+            in overrides
+        )
+    examples = tmp_path / "examples.parquet"
+    examples.write_bytes(b"rows")
+    bf16, fp32 = (cache_key(examples, "model", FinetuneSettings(precision=p)) for p in ("bf16", "fp32"))
+    assert bf16 != fp32
 
 
 def test_the_command_line_names_a_missing_file(tmp_path, capsys):
