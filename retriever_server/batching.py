@@ -55,13 +55,6 @@ class _Query:
     row: int | None = None  # its row in that batch; None while queued
 
 
-@dataclass(eq=False)
-class _Pending:
-    """The queries one request added to the queue (those no other request had queued or started)."""
-
-    queries: list[_Query]
-
-
 class MicroBatcher:
     """Coalesce concurrent `search` calls for one retriever into batched engine calls, each query once."""
 
@@ -84,7 +77,8 @@ class MicroBatcher:
         self.on_batch = on_batch  # callback(n_requests, n_queries, results) for metrics
         self.on_join = on_join  # callback(n_queries) that joined an identical query instead of queueing
         self._shared: dict[str, _Query] = {}  # query text -> its entry, queued or in the engine
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        # one item per request: the queries it added (those no other request had queued or started)
+        self._queue: asyncio.Queue[list[_Query]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._had_company = False  # the last batch held more than one request
 
@@ -128,7 +122,7 @@ class MicroBatcher:
                     self._shared[text] = entry
             mine[text] = entry
         if new:
-            self._queue.put_nowait(_Pending(new))
+            self._queue.put_nowait(new)
         if self.on_join is not None and len(queries) > len(new):
             self.on_join(len(queries) - len(new))
         batches = await asyncio.shield(asyncio.gather(*(entry.future for entry in mine.values())))
@@ -141,17 +135,17 @@ class MicroBatcher:
         scores = np.stack([found[text].scores[mine[text].row, :k] for text in queries])
         return SearchResults(positions, scores, timings), len(new)
 
-    def _take_queued(self, batch: list[_Pending]) -> list[_Pending]:
+    def _take_queued(self, batch: list[list[_Query]]) -> list[list[_Query]]:
         """Add what is already queued to `batch`, up to `max_batch_queries` (one request with batching off)."""
-        n_queries = sum(len(pending.queries) for pending in batch)
+        n_queries = sum(map(len, batch))
         while not self._queue.empty() and (
             not batch or (self.enabled and n_queries < self.max_batch_queries)
         ):
             batch.append(self._queue.get_nowait())
-            n_queries += len(batch[-1].queries)
+            n_queries += len(batch[-1])
         return batch
 
-    async def _collect(self) -> list[_Pending]:
+    async def _collect(self) -> list[list[_Query]]:
         """The next batch when the engine is idle: wait for a request, then up to max_wait_ms for company.
 
         Only when the last batch had company: one client at a time would wait max_wait_ms per request
@@ -162,7 +156,7 @@ class MicroBatcher:
         while (
             self.enabled
             and (self._had_company or len(batch) > 1)
-            and sum(len(pending.queries) for pending in batch) < self.max_batch_queries
+            and sum(map(len, batch)) < self.max_batch_queries
         ):
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
@@ -174,9 +168,9 @@ class MicroBatcher:
             self._take_queued(batch)
         return batch
 
-    def _start(self, batch: list[_Pending]) -> tuple[list[_Pending], asyncio.Future]:
+    def _start(self, batch: list[list[_Query]]) -> tuple[list[list[_Query]], asyncio.Future]:
         """Hand `batch` to the engine thread at the largest k asked (its queries are distinct already)."""
-        queries = [query for pending in batch for query in pending.queries]
+        queries = [query for request in batch for query in request]
         k = max(query.k for query in queries)
         for row, query in enumerate(queries):
             query.row, query.k = row, k
@@ -186,11 +180,10 @@ class MicroBatcher:
         )
         return batch, computing
 
-    def _finish(self, batch: list[_Pending], outcome: SearchResults | Exception) -> None:
+    def _finish(self, batch: list[list[_Query]], outcome: SearchResults | Exception) -> None:
         """Hand a finished batch's results (or the engine's error) to every request awaiting its queries."""
-        n_queries = 0
-        for pending in batch:
-            for query in pending.queries:
+        for request in batch:
+            for query in request:
                 if self._shared.get(query.text) is query:
                     del self._shared[query.text]
                 if isinstance(outcome, Exception):
@@ -198,10 +191,9 @@ class MicroBatcher:
                     query.future.exception()  # retrieved: the awaiting requests re-raise it, nobody else logs it
                 else:
                     query.future.set_result(outcome)
-            n_queries += len(pending.queries)
             self._queue.task_done()
         if self.on_batch is not None and not isinstance(outcome, Exception):
-            self.on_batch(len(batch), n_queries, outcome)
+            self.on_batch(len(batch), sum(map(len, batch)), outcome)
 
     async def _run(self) -> None:
         running = self._start(await self._collect())

@@ -4,6 +4,7 @@ and the server's one de-duplication layer (identical queries joined while queued
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +63,30 @@ def batcher_with(
     return batcher, recorder
 
 
+@contextlib.asynccontextmanager
+async def gated(fail_on: str | None = None, **options):
+    """A running batcher over a retriever whose every call waits for the gate (set it to let one through)."""
+    gate = threading.Event()
+    retriever = RecordingRetriever(fail_on, gate)
+    with ThreadPoolExecutor(1) as engine:
+        batcher, recorder = batcher_with(retriever, engine, **options)
+        batcher.start()
+        try:
+            yield retriever, batcher, recorder, gate
+        finally:
+            gate.set()
+            await batcher.stop()
+
+
+async def busy_with(
+    batcher: MicroBatcher, retriever: RecordingRetriever, query: str, k: int = 2
+) -> asyncio.Task:
+    """A search of `query` held in the engine (by the gate)."""
+    task = asyncio.create_task(batcher.search([query], k))
+    await in_engine(retriever, len(retriever.calls) + 1)
+    return task
+
+
 def assert_rows(got: tuple[SearchResults, int], queries: list[str], k: int) -> None:
     results, _ = got
     want = expected(queries, k)
@@ -108,17 +133,11 @@ async def test_concurrent_requests_share_one_batch_and_duplicates_are_computed_o
 
 
 async def test_a_query_queued_behind_a_busy_engine_is_joined_not_queued_again():
-    gate = threading.Event()
-    retriever = RecordingRetriever(gate=gate)
-    with ThreadPoolExecutor(1) as engine:
-        batcher, recorder = batcher_with(retriever, engine)
-        batcher.start()
-        busy = asyncio.create_task(batcher.search(["a"], 2))
-        await in_engine(retriever)
+    async with gated() as (retriever, batcher, recorder, gate):
+        busy = await busy_with(batcher, retriever, "a")
         first, twin = await submitted(batcher.search(["q", "r"], 2), batcher.search(["q"], 2))
         gate.set()
         got = await asyncio.gather(busy, first, twin)
-        await batcher.stop()
     assert retriever.calls == [(["a"], 2), (["q", "r"], 2)]
     assert_rows(got[1], ["q", "r"], 2)
     assert_rows(got[2], ["q"], 2)
@@ -127,26 +146,19 @@ async def test_a_query_queued_behind_a_busy_engine_is_joined_not_queued_again():
 
 
 async def test_a_query_in_the_engine_is_joined_and_survives_its_first_requester_being_cancelled():
-    gate = threading.Event()
-    retriever = RecordingRetriever(gate=gate)
-    with ThreadPoolExecutor(1) as engine:
-        batcher, recorder = batcher_with(retriever, engine)
-        batcher.start()
-        first = asyncio.create_task(batcher.search(["q"], 3))
-        await in_engine(retriever)
+    async with gated() as (retriever, batcher, recorder, gate):
+        first = await busy_with(batcher, retriever, "q", 3)
         (twin,) = await submitted(batcher.search(["q"], 3))
         first.cancel()  # e.g. the first client went away: the computation goes on for the twin
         await asyncio.sleep(0)
         gate.set()
         got = await twin
         gate.clear()
-        alone = asyncio.create_task(batcher.search(["lonely"], 3))
-        await in_engine(retriever, 2)
+        alone = await busy_with(batcher, retriever, "lonely", 3)
         alone.cancel()  # nobody else awaits it: its result is simply dropped
         await asyncio.sleep(0)
         gate.set()
         later = await batcher.search(["q"], 3)  # computed afresh: nothing stale stays shared
-        await batcher.stop()
     assert first.cancelled() and alone.cancelled()
     assert_rows(got, ["q"], 3)
     assert_rows(later, ["q"], 3)
@@ -155,11 +167,7 @@ async def test_a_query_in_the_engine_is_joined_and_survives_its_first_requester_
 
 
 async def test_an_engine_failure_reaches_every_joined_request_and_the_loop_lives_on():
-    gate = threading.Event()
-    retriever = RecordingRetriever(fail_on="boom", gate=gate)
-    with ThreadPoolExecutor(1) as engine:
-        batcher, recorder = batcher_with(retriever, engine, max_wait_ms=20)
-        batcher.start()
+    async with gated(fail_on="boom", max_wait_ms=20) as (retriever, batcher, recorder, gate):
         owner = asyncio.create_task(batcher.search(["boom", "x"], 2))
         await in_engine(retriever)
         joined = await submitted(batcher.search(["boom"], 2), batcher.search(["x", "boom"], 2))
@@ -167,7 +175,6 @@ async def test_an_engine_failure_reaches_every_joined_request_and_the_loop_lives
         failed = await asyncio.gather(owner, *joined, return_exceptions=True)
         retriever.fail_on = None
         later = await batcher.search(["boom"], 2)  # the worker lives on; the failure is not shared later
-        await batcher.stop()
     assert all(isinstance(outcome, RuntimeError) for outcome in failed)
     assert_rows(later, ["boom"], 2)
     assert [queries for queries, _ in retriever.calls] == [["boom", "x"], ["boom"]]
@@ -176,45 +183,31 @@ async def test_an_engine_failure_reaches_every_joined_request_and_the_loop_lives
 
 async def test_two_ks_of_one_query():
     """Queued: one engine query at the largest k. In the engine: a smaller k joins, a larger k queues anew."""
-    gate = threading.Event()
-    retriever = RecordingRetriever(gate=gate)
-    with ThreadPoolExecutor(1) as engine:
-        batcher, _ = batcher_with(retriever, engine)
-        batcher.start()
-        busy = asyncio.create_task(batcher.search(["a"], 2))
-        await in_engine(retriever)
+    async with gated() as (retriever, batcher, _, gate):
+        busy = await busy_with(batcher, retriever, "a")
         small, large = await submitted(batcher.search(["q"], 3), batcher.search(["q"], 5))
         gate.set()
-        got = await asyncio.gather(busy, small, large)
-        assert retriever.calls[1] == (["q"], 5)
-        assert_rows(got[1], ["q"], 3)
-        assert_rows(got[2], ["q"], 5)
+        queued = await asyncio.gather(busy, small, large)
         gate.clear()
-        computing = asyncio.create_task(batcher.search(["r"], 5))
-        await in_engine(retriever, 3)
+        computing = await busy_with(batcher, retriever, "r", 5)
         covered, wider = await submitted(batcher.search(["r"], 4), batcher.search(["r"], 7))
         gate.set()
-        got = await asyncio.gather(computing, covered, wider)
-        await batcher.stop()
-    assert retriever.calls[2:] == [(["r"], 5), (["r"], 7)]  # k 4 joined the k 5 computation
-    for result, k in zip(got, (5, 4, 7), strict=True):
+        started = await asyncio.gather(computing, covered, wider)
+    assert retriever.calls[1:] == [(["q"], 5), (["r"], 5), (["r"], 7)]  # k 4 joined the k 5 computation
+    assert_rows(queued[1], ["q"], 3)
+    assert_rows(queued[2], ["q"], 5)
+    for result, k in zip(started, (5, 4, 7), strict=True):
         assert_rows(result, ["r"], k)
-    assert [queued for _, queued in got] == [1, 0, 1]
+    assert [n for _, n in queued[1:] + started] == [1, 0, 1, 0, 1]
 
 
 async def test_the_batch_cap_counts_distinct_queries():
-    gate = threading.Event()
-    retriever = RecordingRetriever(gate=gate)
     requests = [["x", "y"], ["x", "z"], ["y", "z"], ["w", "v"], ["u", "t"], ["x"]]
-    with ThreadPoolExecutor(1) as engine:
-        batcher, recorder = batcher_with(retriever, engine, max_batch_queries=4, max_wait_ms=0)
-        batcher.start()
-        busy = asyncio.create_task(batcher.search(["a"], 2))
-        await in_engine(retriever)
+    async with gated(max_batch_queries=4, max_wait_ms=0) as (retriever, batcher, recorder, gate):
+        busy = await busy_with(batcher, retriever, "a")
         tasks = await submitted(*(batcher.search(queries, 2) for queries in requests))
         gate.set()
         got = await asyncio.gather(busy, *tasks)
-        await batcher.stop()
     # x y | z (y, z joined) | w v: 5 distinct queries from 3 requests, then u t; x joined the first
     assert [queries for queries, _ in retriever.calls] == [["a"], ["x", "y", "z", "w", "v"], ["u", "t"]]
     assert recorder.batches == [(1, 1), (3, 5), (1, 2)]
@@ -238,17 +231,11 @@ async def test_batch_size_cap_and_batching_off():
 
 async def test_batching_off_shares_nothing_across_requests():
     """The benchmark's baseline: every request is computed on its own, identical queries too."""
-    gate = threading.Event()
-    retriever = RecordingRetriever(gate=gate)
-    with ThreadPoolExecutor(1) as engine:
-        batcher, recorder = batcher_with(retriever, engine, enabled=False)
-        batcher.start()
-        first = asyncio.create_task(batcher.search(["q"], 2))
-        await in_engine(retriever)
+    async with gated(enabled=False) as (retriever, batcher, recorder, gate):
+        first = await busy_with(batcher, retriever, "q")
         tasks = await submitted(batcher.search(["q"], 2), batcher.search(["q", "q"], 2))
         gate.set()
         got = await asyncio.gather(first, *tasks)
-        await batcher.stop()
     assert [queries for queries, _ in retriever.calls] == [["q"], ["q"], ["q"]]
     assert_rows(got[2], ["q", "q"], 2)
     assert recorder.joined == 1  # only the twin within one request
@@ -278,8 +265,7 @@ async def test_the_next_batch_starts_before_the_finished_one_is_answered():
     with SubmissionLog() as engine:
         batcher = MicroBatcher(retriever, engine, max_wait_ms=50)  # a busy engine's next batch never waits
         batcher.start()
-        first = asyncio.create_task(batcher.search(["a"], 2))
-        await in_engine(retriever)
+        first = await busy_with(batcher, retriever, "a")
         second = asyncio.create_task(batcher.search(["b"], 2))
         await asyncio.sleep(0.01)  # "b" queued meanwhile
         gate.set()
