@@ -108,16 +108,17 @@ class SearchService:
         self.metrics.queries.labels(retriever).inc(len(queries))
         self.metrics.cache_hits.inc(len(queries) - len(missing))
         self.metrics.cache_misses.inc(len(missing))
-        timings, queued = {}, 0
-        if missing:
-            results, queued = await self.batchers[retriever].search([normalized[i] for i in missing], k)
-            for i, positions, scores in zip(missing, results.positions, results.scores, strict=True):
-                rows[i] = (positions.copy(), scores.copy())
-                self.cache.put(normalized[i], k, identity, rows[i])
-            timings = results.timings_ms
-        positions = np.stack([row[0] for row in rows])
-        scores = np.stack([row[1] for row in rows])
-        return SearchResults(positions, scores, timings), not queued
+        if not missing:
+            positions, scores = (np.stack([row[column] for row in rows]) for column in (0, 1))
+            return SearchResults(positions, scores), True
+        results, queued = await self.batchers[retriever].search([normalized[i] for i in missing], k)
+        for i, positions, scores in zip(missing, results.positions, results.scores, strict=True):
+            rows[i] = (positions, scores)  # views of this request's own small arrays, not of a batch's
+            self.cache.put(normalized[i], k, identity, rows[i])
+        if len(missing) < len(rows):
+            positions, scores = (np.stack([row[column] for row in rows]) for column in (0, 1))
+            results = SearchResults(positions, scores, results.timings_ms)
+        return results, not queued
 
     async def retrieve(self, queries: list[str], k: int, return_scores: bool, retriever: str | None) -> dict:
         """Search-R1's /retrieve: one list per query; items are {document, score} or bare documents."""
