@@ -112,6 +112,7 @@ class SearchService:
             positions, scores = (np.stack([row[column] for row in rows]) for column in (0, 1))
             return SearchResults(positions, scores), True
         results, queued = await self.batchers[retriever].search([normalized[i] for i in missing], k)
+        results.positions.flags.writeable = results.scores.flags.writeable = False  # the cache keeps views
         for i, positions, scores in zip(missing, results.positions, results.scores, strict=True):
             rows[i] = (positions, scores)  # views of this request's own small arrays, not of a batch's
             self.cache.put(normalized[i], k, identity, rows[i])
