@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,16 +102,19 @@ def main() -> int:
         sources = {f"before ({args.ref})": Path(tmp), "after (this checkout)": ROOT}
         print("| round | workload | " + " | ".join(f"{label} us/lookup" for label in sources) + " |")
         print("|---|---|" + "---|" * len(sources))
+        costs = {workload: {label: [] for label in sources} for workload in WORKLOADS}
         for round_no in range(1, args.rounds + 1):
             order = list(sources.items()) if round_no % 2 else list(sources.items())[::-1]
             for workload in WORKLOADS:
-                cost = {label: run_in(source, workload) for label, source in order}
-                print(
-                    f"| {round_no} | {workload} | "
-                    + " | ".join(f"{cost[label]:.1f}" for label in sources)
-                    + " |",
-                    flush=True,
-                )
+                for label, source in order:
+                    costs[workload][label].append(run_in(source, workload))
+                cells = " | ".join(f"{costs[workload][label][-1]:.1f}" for label in sources)
+                print(f"| {round_no} | {workload} | {cells} |", flush=True)
+        for workload, by_label in costs.items():
+            medians = ", ".join(
+                f"{label} {statistics.median(values):.1f}" for label, values in by_label.items()
+            )
+            print(f"{workload}: median us/lookup, {medians}")
     return 0
 
 

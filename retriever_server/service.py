@@ -40,6 +40,10 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1e3, 3)
 
 
+def _stacked(rows: list[Row], timings_ms: dict[str, float]) -> SearchResults:
+    return SearchResults(np.stack([row[0] for row in rows]), np.stack([row[1] for row in rows]), timings_ms)
+
+
 class SearchService:
     def __init__(
         self,
@@ -109,16 +113,14 @@ class SearchService:
         self.metrics.cache_hits.inc(len(queries) - len(missing))
         self.metrics.cache_misses.inc(len(missing))
         if not missing:
-            positions, scores = (np.stack([row[column] for row in rows]) for column in (0, 1))
-            return SearchResults(positions, scores), True
+            return _stacked(rows, {}), True
         results, queued = await self.batchers[retriever].search([normalized[i] for i in missing], k)
         results.positions.flags.writeable = results.scores.flags.writeable = False  # the cache keeps views
         for i, positions, scores in zip(missing, results.positions, results.scores, strict=True):
             rows[i] = (positions, scores)  # views of this request's own small arrays, not of a batch's
             self.cache.put(normalized[i], k, identity, rows[i])
         if len(missing) < len(rows):
-            positions, scores = (np.stack([row[column] for row in rows]) for column in (0, 1))
-            results = SearchResults(positions, scores, results.timings_ms)
+            results = _stacked(rows, results.timings_ms)
         return results, not queued
 
     async def retrieve(self, queries: list[str], k: int, return_scores: bool, retriever: str | None) -> dict:
