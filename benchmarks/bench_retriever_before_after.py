@@ -1,14 +1,19 @@
 """The retriever server before and after a change, side by side in one run: a git ref against this checkout.
 
     python benchmarks/bench_retriever_before_after.py [--ref main] [--concurrency 1,64,256] [--rounds 2]
+        [--cache-size N] [--grpo-requests N] [--no-loadgen-table]
 
 Both serve the `bench` command's corpus (100k synthetic passages, a flat index of random unit
-vectors, MiniLM queries) with batching on and the cache off, the 'before' one with the dependencies
-its ref's setup.py names, and the same lean load generator (`retriever_server.bench.loadgen`) drives them
-alternately, level by level, so the shared machine's noise hits both alike; every row says where
-the CPU went (ms per request). Then the load generators themselves: httpx (what `bench` used
-before) and aiohttp (`loadgen`) drive the new server at each level, and their own CPU per request
-is printed.
+vectors, MiniLM queries) with batching on and the cache off (`--cache-size`: another size, e.g. the
+server's default), the 'before' one with the dependencies its ref's setup.py names, and the same
+lean load generator (`retriever_server.bench.loadgen`) drives them alternately, level by level,
+which one goes first alternating by round, each pair with requests never sent before, so the shared
+machine's noise hits both alike; every row says where the CPU went (ms per request) and which
+share of the queries received the engine computed. With `--grpo-requests N`, then the `bench`
+command's GRPO-like workload (N distinct requests, each sent by 5 rollouts, 64 clients), once per
+round on each. Then (unless `--no-loadgen-table`) the load generators themselves: httpx (what
+`bench` used before) and aiohttp (`loadgen`) drive the new server at each level, and their own CPU
+per request is printed.
 """
 
 from __future__ import annotations
@@ -75,6 +80,21 @@ async def httpx_client_cpu(url: str, bodies: list[dict], concurrency: int, secon
     return {"requests_per_s": done / elapsed, "client_cpu_ms": cpu * 1e3 / max(1, done)}
 
 
+def alternated(servers: dict[str, ServerProcess], round_no: int) -> list[tuple[str, ServerProcess]]:
+    """Before then after in even rounds, after then before in odd ones."""
+    order = list(servers.items())
+    return order if round_no % 2 == 0 else order[::-1]
+
+
+def row_cells(r: dict) -> str:
+    """The cells after throughput: latency, batch, cache, the engine's share of the queries, CPU."""
+    return (
+        f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['mean_batch_queries']:.0f} | {r['cache_hit_rate']:.0%} | "
+        f"{r['computed_rate']:.0%} | {r['client_cpu_ms']:.2f} / {r['server_loop_cpu_ms']:.2f} / "
+        f"{r['server_engine_cpu_ms']:.1f} |"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ref", default="main", help="git ref of the 'before' server")
@@ -82,15 +102,27 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="before/after pairs per level")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--max-batch-queries", type=int, default=256)
+    parser.add_argument("--cache-size", type=int, default=0, help="both servers' --cache-size (0: off)")
+    parser.add_argument(
+        "--grpo-requests",
+        type=int,
+        default=0,
+        help="distinct requests of the GRPO-like workload (0 skips it)",
+    )
+    parser.add_argument(
+        "--no-loadgen-table", action="store_true", help="skip the httpx against aiohttp load generator table"
+    )
     parser.add_argument("--workdir", default=None, help="default: <cache dir>/bench (shared with `bench`)")
     args = parser.parse_args()
     from retriever_server.settings import default_cache_dir
 
     workdir = Path(args.workdir or Path(default_cache_dir()) / "bench")
     corpus, index, encoder = bench.prepare(workdir, 100_000)
-    serve_args = bench.serve_args(corpus, index, encoder, 0, True, args.max_batch_queries)
-    bodies = bench.distinct_bodies(100_000, 20_000, seed=4)
+    serve_args = bench.serve_args(corpus, index, encoder, args.cache_size, True, args.max_batch_queries)
     levels = [int(c) for c in args.concurrency.split(",")]
+    per_run = int(args.duration * 250)  # requests never sent before for every pair (a server may cache)
+    bodies = bench.distinct_bodies(100_000, max(20_000, 200 + len(levels) * args.rounds * per_run), seed=4)
+    fresh = iter(range(200, len(bodies), per_run))
     with tempfile.TemporaryDirectory() as tmp:
         servers = {
             f"before ({args.ref})": start_at_ref(args.ref, Path(tmp), serve_args),
@@ -101,22 +133,38 @@ def main() -> int:
                 server.wait_ready()
                 asyncio.run(loadgen.drive(server.url, bodies[:200], 16, None))  # warm-up
             print(
-                "| server | clients | queries/s | p50 ms | p99 ms | queries/batch | CPU ms/request: load gen / "
-                "event loop / engine |\n|---|---|---|---|---|---|---|",
+                "| server | clients | queries/s | p50 ms | p99 ms | queries/batch | cache hits | computed by "
+                "the engine | CPU ms/request: load gen / event loop / engine |\n|---|---|---|---|---|---|---|---|---|",
                 flush=True,
             )
             for level in levels:
-                for _ in range(args.rounds):
-                    for label, server in servers.items():
+                for round_no in range(args.rounds):
+                    start = next(fresh)
+                    for label, server in alternated(servers, round_no):
                         r = asyncio.run(
-                            loadgen.drive(server.url, bodies, level, args.duration, server.process.pid)
+                            loadgen.drive(
+                                server.url,
+                                bodies[start : start + per_run],
+                                level,
+                                args.duration,
+                                server.process.pid,
+                            )
                         )
-                        print(
-                            f"| {label} | {level} | {r['queries_per_s']:.0f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
-                            f"| {r['mean_batch_queries']:.0f} | {r['client_cpu_ms']:.2f} / "
-                            f"{r['server_loop_cpu_ms']:.2f} / {r['server_engine_cpu_ms']:.1f} |",
-                            flush=True,
-                        )
+                        print(f"| {label} | {level} | {r['queries_per_s']:.0f} | {row_cells(r)}", flush=True)
+            if args.grpo_requests:
+                print(
+                    "\nGRPO-like workload (each request sent by 5 rollouts, 64 clients):\n| server | requests/s | "
+                    "p50 ms | p99 ms | queries/batch | cache hits | computed by the engine | CPU ms/request: load "
+                    "gen / event loop / engine |\n|---|---|---|---|---|---|---|---|",
+                    flush=True,
+                )
+                for round_no in range(args.rounds):
+                    grpo = bench.grpo_bodies(100_000, args.grpo_requests, seed=50 + round_no)
+                    for label, server in alternated(servers, round_no):
+                        r = asyncio.run(loadgen.drive(server.url, grpo, 64, None, server.process.pid))
+                        print(f"| {label} | {r['requests_per_s']:.1f} | {row_cells(r)}", flush=True)
+            if args.no_loadgen_table:
+                return 0
             after = servers["after (this checkout)"]
             print("\n| load generator | clients | requests/s | client CPU ms/request |\n|---|---|---|---|")
             for level in levels:

@@ -44,7 +44,3 @@ class SearchResults:
         scores[positions < 0] = -np.inf
         positions[positions < 0] = MISSING
         return cls(positions, scores, timings_ms)
-
-    def rows(self, indices: list[int], k: int) -> SearchResults:
-        """The given query rows, cut to k columns (a batch searched with a larger k serves smaller ones)."""
-        return SearchResults(self.positions[indices, :k], self.scores[indices, :k], self.timings_ms)

@@ -32,11 +32,13 @@ class ServerMetrics:
         self.cache_hits = Counter(
             "retriever_cache_hits_total", "queries answered from the LRU cache", registry=r
         )
-        self.cache_misses = Counter("retriever_cache_misses_total", "queries sent to the engine", registry=r)
-        self.in_flight_joins = Counter(
-            "retriever_in_flight_joins_total",
-            "queries that waited for an identical "
-            "query already in the engine (counted in the cache hits too)",
+        self.cache_misses = Counter(
+            "retriever_cache_misses_total", "queries not in the LRU cache, sent to the batcher", registry=r
+        )
+        self.joined_queries = Counter(
+            "retriever_joined_queries_total",
+            "cache misses that joined an identical query already queued or in the engine (or earlier in "
+            "the same request) instead of being computed again",
             registry=r,
         )
         self.batch_queries = Histogram(
@@ -48,7 +50,7 @@ class ServerMetrics:
         )
         self.batch_requests = Histogram(
             "retriever_batch_requests",
-            "requests coalesced per engine batch",
+            "requests whose queries an engine batch computes (requests that only joined others' are not counted)",
             ["retriever"],
             buckets=BATCH_BUCKETS,
             registry=r,

@@ -3,8 +3,9 @@
 No FastAPI here: handlers validate, call these coroutines, and map errors to status codes.
 
 `/search` runs, for all variants of one turn:
-  1. normalise the queries; answer what the LRU cache holds, and wait for identical queries in flight;
-  2. send the rest to the retriever's micro-batcher (one engine batch with other requests' queries);
+  1. normalise the queries; answer what the LRU cache holds;
+  2. send the rest to the retriever's micro-batcher (one engine batch with other requests' queries;
+     a query identical to one already queued or in the engine joins it: `batching.MicroBatcher`);
   3. fuse the per-variant top-k lists into one de-duplicated list (`fusion.fuse`);
   4. squeeze the fused passages when asked (`squeezer.Squeezer`; a failure degrades to passages; with
      `--squeezer none`, or no passage found, the passages are the result and nothing is squeezed).
@@ -39,6 +40,10 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1e3, 3)
 
 
+def _stacked(rows: list[Row], timings_ms: dict[str, float]) -> SearchResults:
+    return SearchResults(np.stack([row[0] for row in rows]), np.stack([row[1] for row in rows]), timings_ms)
+
+
 class SearchService:
     def __init__(
         self,
@@ -58,8 +63,6 @@ class SearchService:
         self.metrics = metrics
         self.encoder_name = encoder_name
         self.cache = QueryCache(settings.cache_size)
-        self.in_flight: dict[tuple[str, int, str], asyncio.Future] = {}  # (query, k, index) being computed
-        self._computing: set[asyncio.Task] = set()
         # the one thread that owns the encoder and the indexes (the extractive squeezer borrows it too)
         self.engine = engine or ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-engine")
         self.batchers = {
@@ -72,6 +75,7 @@ class SearchService:
                 on_batch=lambda n_req, n_q, res, name=name: metrics.record_batch(
                     name, n_req, n_q, res.timings_ms
                 ),
+                on_join=metrics.joined_queries.inc,
             )
             for name, retriever in retrievers.items()
         }
@@ -98,74 +102,26 @@ class SearchService:
     async def lookup(self, queries: list[str], k: int, retriever: str) -> tuple[SearchResults, bool]:
         """Top-k rows of every query, in order; the bool says this request sent no query to the engine.
 
-        With the cache on, a query whose twin is already being computed (GRPO's rollouts of one prompt
-        arrive together, before the first copy's row is cached) waits for that twin instead of being
-        computed again, and counts as a cache hit.
+        The cache memoises rows (looked up before, filled after); identical queries in flight at once
+        are the batcher's to share, with the cache on or off.
         """
         identity = self.retrievers[retriever].identity
         normalized = [normalize_query(query) for query in queries]
-        rows: dict[str, Row] = {}
-        waiting: dict[str, asyncio.Future] = {}
-        missing = []
-        for query in dict.fromkeys(normalized):
-            row = self.cache.get(query, k, identity)
-            if row is not None:
-                rows[query] = row
-            elif (twin := self.in_flight.get((query, k, identity))) is not None:
-                waiting[query] = twin
-            else:
-                missing.append(query)
+        rows: list[Row | None] = [self.cache.get(query, k, identity) for query in normalized]
+        missing = [i for i, row in enumerate(rows) if row is None]
         self.metrics.queries.labels(retriever).inc(len(queries))
-        self.metrics.cache_hits.inc(len(rows) + len(waiting))
-        self.metrics.in_flight_joins.inc(len(waiting))
+        self.metrics.cache_hits.inc(len(queries) - len(missing))
         self.metrics.cache_misses.inc(len(missing))
-        if missing:
-            waiting.update(self._compute(missing, k, retriever, identity))
-        timings = {"encode": 0.0, "search": 0.0}
-        for query, future in waiting.items():
-            rows[query], batch_timings = await asyncio.shield(
-                future
-            )  # a cancelled request leaves it to the others
-            timings = {stage: max(ms, batch_timings.get(stage, 0.0)) for stage, ms in timings.items()}
-        positions = np.stack([rows[query][0] for query in normalized])
-        scores = np.stack([rows[query][1] for query in normalized])
-        return SearchResults(positions, scores, timings), not missing
-
-    def _compute(
-        self, queries: list[str], k: int, retriever: str, identity: str
-    ) -> dict[str, asyncio.Future]:
-        """Send `queries` to the batcher in a task of their own; each future resolves to (row, batch timings).
-
-        The task outlives the request that started it, so the requests that joined its queries get
-        their rows even if that one is cancelled. With the cache off nothing is shared.
-        """
-        loop = asyncio.get_running_loop()
-        futures = {query: loop.create_future() for query in queries}
-        share = self.cache.capacity > 0
-        if share:
-            self.in_flight.update(((query, k, identity), future) for query, future in futures.items())
-
-        def settle(batch: asyncio.Task) -> None:
-            error = None if batch.cancelled() else batch.exception()
-            for i, (query, future) in enumerate(futures.items()):
-                if share:
-                    del self.in_flight[(query, k, identity)]
-                if batch.cancelled():
-                    future.cancel()
-                elif error is not None:
-                    future.set_exception(error)
-                    future.exception()  # retrieved: the waiting requests re-raise it, nobody else should log it
-                else:
-                    results = batch.result()
-                    row = (results.positions[i].copy(), results.scores[i].copy())
-                    self.cache.put(query, k, identity, row)
-                    future.set_result((row, results.timings_ms))
-
-        task = loop.create_task(self.batchers[retriever].search(queries, k))
-        self._computing.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(self._computing.discard)
-        task.add_done_callback(settle)
-        return futures
+        if not missing:
+            return _stacked(rows, {}), True
+        results, queued = await self.batchers[retriever].search([normalized[i] for i in missing], k)
+        results.positions.flags.writeable = results.scores.flags.writeable = False  # the cache keeps views
+        for i, positions, scores in zip(missing, results.positions, results.scores, strict=True):
+            rows[i] = (positions, scores)  # views of this request's own small arrays, not of a batch's
+            self.cache.put(normalized[i], k, identity, rows[i])
+        if len(missing) < len(rows):
+            results = _stacked(rows, results.timings_ms)
+        return results, not queued
 
     async def retrieve(self, queries: list[str], k: int, return_scores: bool, retriever: str | None) -> dict:
         """Search-R1's /retrieve: one list per query; items are {document, score} or bare documents."""

@@ -10,8 +10,10 @@ trips, whichever is longer: neither the ramp-up nor the drain of the last in-fli
 (seconds at 256 clients) dilutes the figures, and a window holds several of the bursts in which big
 batches answer. Over the window it also reports the CPU used by this process and, when the server's
 pid is known, by the server's event-loop thread and by its other (engine) threads, per request; and,
-from the server's /metrics, the cache hit rate, the mean batch and the fraction of the window the
-engine was computing (`engine_busy`: below 1, the engine waited for work).
+from the server's /metrics, the cache hit rate, the share of the queries received that the engine
+computed (`computed_rate`: the rest were cache hits or joined an identical query), the mean batch and
+the fraction of the window the engine was computing (`engine_busy`: below 1, the engine waited for
+work).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ COUNTERS = (
     "retriever_batch_queries_sum",
     "retriever_batch_queries_count",
     "retriever_engine_seconds_sum",
+    "retriever_queries_total",
 )
 
 
@@ -147,7 +150,7 @@ async def drive(
             last = await snapshot()
             await asyncio.gather(*clients)  # the drain: answers after the window are not counted
     (opened, cpu0, counters0), (closed, cpu1, counters1) = first, last
-    hits, misses, batch_queries, batches, engine_seconds = counters1 - counters0
+    hits, misses, batch_queries, batches, engine_seconds, queries = counters1 - counters0
     counted = (
         [(latency, n) for finished, latency, n in done if opened <= finished <= closed]
         if duration
@@ -166,6 +169,7 @@ async def drive(
         "p95_ms": float(p95),
         "p99_ms": float(p99),
         "cache_hit_rate": float(hits / max(1.0, hits + misses)),
+        "computed_rate": float(batch_queries / max(1.0, queries)),
         "mean_batch_queries": float(batch_queries / max(1.0, batches)),
         "engine_busy": float(engine_seconds / seconds),
         **cpu_per_request(cpu0, cpu1, len(counted), seconds),

@@ -79,5 +79,7 @@ def test_bench_prints_every_table(tmp_path):
     assert on["client_cpu_ms"] > 0 and on["server_loop_cpu_ms"] > 0
     assert "served/ceiling at 8 clients: median" in result.stdout
     (pair,) = figures["grpo"]
-    assert pair["on"]["cache_hit_rate"] > 0.3 and pair["off"]["cache_hit_rate"] == 0
+    # with the cache on, the engine computes each distinct query about once (0.2 of those received):
+    # a copy is a cache hit or joins its twin in flight, a split the timing decides
+    assert pair["on"]["computed_rate"] < 0.5 and pair["off"]["cache_hit_rate"] == 0
     assert set(figures["hnsw"]) == {"sample", "minilm", "random"}

@@ -1,5 +1,6 @@
-"""SearchService on its own: in-flight de-duplication of identical queries, with a gated retriever
-(the Retriever protocol; the test decides when the engine finishes) over a real corpus store."""
+"""SearchService on its own: the LRU cache around the batcher's joining of identical queries, with a
+gated retriever (the Retriever protocol; the test decides when the engine finishes) over a real
+corpus store."""
 
 from __future__ import annotations
 
@@ -91,11 +92,13 @@ async def test_identical_queries_in_flight_are_computed_once(corpus):
     assert all(body["per_query"] == bodies[0]["per_query"] for body in bodies)
     assert [body["cached"] for body in bodies] == [False, True, True, True, True]
     assert bodies[1]["timings_ms"]["encode"] == 1.0  # the twin's batch timings
-    assert counter(service, "retriever_in_flight_joins_total") == 8
+    assert counter(service, "retriever_joined_queries_total") == 8  # cache misses, joined in the batcher
     assert (
-        counter(service, "retriever_cache_hits_total") == 8
-        and counter(service, "retriever_cache_misses_total") == 2
+        counter(service, "retriever_cache_hits_total") == 0
+        and counter(service, "retriever_cache_misses_total") == 10
     )
+    again = await asyncio.wait_for(service.search(["x history"], 5, None, None, None, None), 10)
+    assert again["cached"] and counter(service, "retriever_cache_hits_total") == 1  # memoised
 
 
 async def test_a_cancelled_request_does_not_strand_its_twins(corpus):
@@ -106,29 +109,33 @@ async def test_a_cancelled_request_does_not_strand_its_twins(corpus):
     results, cached = await twin
     await service.stop()
     assert owner.cancelled() and cached and results.positions.shape == (1, 3)
-    assert len(retriever.calls) == 1 and service.in_flight == {}
-    assert service.cache.get("q", 3, "gated") is not None  # the row was still cached
+    assert len(retriever.calls) == 1
+    assert service.cache.get("q", 3, "gated") is not None  # the twin cached the row
 
 
-async def test_an_engine_failure_reaches_every_waiting_request_and_nothing_stays_in_flight(corpus):
+async def test_an_engine_failure_reaches_every_waiting_request_and_nothing_is_cached(corpus):
     retriever = GatedRetriever(fail=True)
     service, owner, twin = await started_with_twin(corpus, retriever, cache_size=1000)
     retriever.gate.set()
     outcomes = await asyncio.gather(owner, twin, return_exceptions=True)
     assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
-    assert service.in_flight == {} and len(service.cache) == 0
+    assert len(service.cache) == 0
     retriever.fail = False
     results, cached = await service.lookup(["q"], 3, "dense")  # computed afresh, not a stale failure
     await service.stop()
     assert not cached and len(retriever.calls) == 2 and results.positions.shape == (1, 3)
 
 
-async def test_cache_off_shares_nothing_across_requests(corpus):
-    """--cache-size 0 is the honest baseline: every request's queries go to the engine."""
+async def test_with_the_cache_off_identical_queries_in_flight_are_still_joined(corpus):
+    """--cache-size 0 turns memoisation off, not de-duplication: a twin in flight is joined, a later
+    identical request is computed again."""
     retriever = GatedRetriever()
     service, first, second = await started_with_twin(corpus, retriever, cache_size=0)
     retriever.gate.set()
-    await asyncio.gather(first, second)
+    (_, first_cached), (_, second_cached) = await asyncio.gather(first, second)
+    _, later_cached = await service.lookup(["q"], 3, "dense")
     await service.stop()
-    assert retriever.calls == [["q"], ["q"]] and service.in_flight == {}
+    assert retriever.calls == [["q"], ["q"]] and len(service.cache) == 0
+    assert not first_cached and second_cached and not later_cached
     assert counter(service, "retriever_cache_hits_total") == 0
+    assert counter(service, "retriever_joined_queries_total") == 1
