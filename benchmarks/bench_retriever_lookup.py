@@ -36,7 +36,7 @@ class InstantRetriever:
     name, identity, size = "dense", "instant", 1000
 
     def search(self, queries: list[str], k: int):
-        from retriever_server.hits import SearchResults
+        from retriever_server.index.hits import SearchResults
 
         positions = np.arange(len(queries) * k).reshape(len(queries), k) % self.size
         return SearchResults.from_index(positions, np.ones(positions.shape, np.float32), {"encode": 0.0})
@@ -45,7 +45,7 @@ class InstantRetriever:
 async def measure(workload: str, n: int = 20_000) -> float:
     """CPU microseconds of this process per lookup."""
     from retriever_server.metrics import ServerMetrics
-    from retriever_server.service import SearchService
+    from retriever_server.search.service import SearchService
     from retriever_server.settings import Settings
 
     cache_size = 0 if workload == "distinct" else 65536

@@ -20,14 +20,14 @@ import argparse
 import logging
 import sys
 
-from retriever_server import builder
+from retriever_server.index import builder
 from retriever_server.settings import add_settings_arguments, settings_from_args
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from retriever_server.app import create_app
+    from retriever_server.api.app import create_app
 
     try:
         settings = settings_from_args(args)

@@ -13,9 +13,9 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from retriever_server.corpus import CorpusStore
-from retriever_server.encoder import EncoderConfig
-from retriever_server.index_params import PARAMS_FILE
+from retriever_server.index.corpus import CorpusStore
+from retriever_server.index.encoder import EncoderConfig
+from retriever_server.index.params import PARAMS_FILE
 from retriever_server.models import offline_model_path
 from retriever_server.settings import Settings
 
@@ -42,9 +42,9 @@ def demo_encoder_config() -> EncoderConfig:
 
 def prepare_demo(settings: Settings) -> Settings:
     """Settings that serve the sample corpus with dense + BM25 indexes (built here when missing)."""
-    from retriever_server.bm25 import build_bm25
-    from retriever_server.builder import build_dense
-    from retriever_server.encoder import Encoder
+    from retriever_server.index.bm25 import build_bm25
+    from retriever_server.index.builder import build_dense
+    from retriever_server.index.encoder import Encoder
 
     if not SAMPLE_CORPUS.is_file():
         raise FileNotFoundError(f"the sample corpus {SAMPLE_CORPUS} is missing from this checkout")

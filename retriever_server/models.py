@@ -134,7 +134,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from retriever_server.encoder import resolve_device
+    from retriever_server.index.encoder import resolve_device
 
     hf_logging.disable_progress_bar()  # quiet by default: no bars inside a server
     source = hf_source(path, cache_dir)

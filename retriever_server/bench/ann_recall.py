@@ -36,7 +36,7 @@ def compare(factory: str, vectors: np.ndarray, queries: np.ndarray) -> dict:
     """Recall@10 of `factory` against Flat at each efSearch, and queries/s of both."""
     import faiss
 
-    from retriever_server.dense import BLAS_THRESHOLD
+    from retriever_server.index.dense import BLAS_THRESHOLD
 
     faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
     flat = faiss.IndexFlatIP(vectors.shape[1])
@@ -78,8 +78,8 @@ def _throughput(index, queries: np.ndarray, seconds: float = 1.0) -> float:
 
 def sample_set(encoder) -> tuple[np.ndarray, np.ndarray]:
     """The shipped sample corpus and the shipped sample questions, encoded."""
-    from retriever_server.corpus import CorpusStore
     from retriever_server.demo import SAMPLE_CORPUS
+    from retriever_server.index.corpus import CorpusStore
     from retriever_server.settings import default_cache_dir
 
     samples = SAMPLE_CORPUS.parents[2] / "data_prep" / "samples"
@@ -98,8 +98,8 @@ def sample_set(encoder) -> tuple[np.ndarray, np.ndarray]:
 def minilm_set(encoder, workdir: Path, n_passages: int, n_needs: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """A flat MiniLM index of `n_passages` synthetic passages (built once, resumable) and 3 variants per need."""
     from retriever_server.bench.synthetic import query_variants, synthetic_store
-    from retriever_server.builder import build_dense
-    from retriever_server.index_params import PARAMS_FILE
+    from retriever_server.index.builder import build_dense
+    from retriever_server.index.params import PARAMS_FILE
 
     corpus = synthetic_store(workdir, n_passages)
     index_dir = workdir / f"synthetic-{n_passages}" / "minilm-flat"

@@ -31,7 +31,7 @@ def create_app(corpus_dir: Path, index_dir: Path, encoder_dir: str):
     from fastapi import FastAPI
     from transformers import AutoModel, AutoTokenizer
 
-    from retriever_server.corpus import CorpusStore
+    from retriever_server.index.corpus import CorpusStore
 
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     model = AutoModel.from_pretrained(encoder_dir).eval()

@@ -103,7 +103,7 @@ def prepare(workdir: Path, n_passages: int) -> tuple[Path, Path, dict]:
 
     from retriever_server.bench.synthetic import synthetic_store
     from retriever_server.demo import demo_encoder_config
-    from retriever_server.index_params import PARAMS_FILE, write_params
+    from retriever_server.index.params import PARAMS_FILE, write_params
 
     config = demo_encoder_config()
     dim = json.loads((Path(config.model) / "config.json").read_text())["hidden_size"]
@@ -158,11 +158,11 @@ class Ceiling:
     """The engine in this process (same settings as the server's): batched encode + search, no HTTP."""
 
     def __init__(self, corpus: Path, index: Path, n_passages: int):
-        from retriever_server.corpus import CorpusStore
         from retriever_server.demo import demo_encoder_config
-        from retriever_server.dense import DenseRetriever
-        from retriever_server.encoder import Encoder
-        from retriever_server.loading import set_threads
+        from retriever_server.index.corpus import CorpusStore
+        from retriever_server.index.dense import DenseRetriever
+        from retriever_server.index.encoder import Encoder
+        from retriever_server.search.loading import set_threads
         from retriever_server.settings import Settings
 
         set_threads(Settings())
@@ -205,7 +205,7 @@ def grpo_bodies(n_passages: int, n_distinct: int, seed: int) -> list[dict]:
 def corpus_load(workdir: Path, n_passages: int) -> dict:
     """First conversion (JSONL -> memory-mapped store) and warm open of N passages, plus 1000 random reads."""
     from retriever_server.bench.synthetic import write_synthetic_corpus
-    from retriever_server.corpus import CorpusStore
+    from retriever_server.index.corpus import CorpusStore
 
     source = workdir / f"corpus-load-{n_passages}.jsonl"
     if not source.is_file():
@@ -399,6 +399,6 @@ def _threads() -> str:
 
 def _encoder():
     from retriever_server.demo import demo_encoder_config
-    from retriever_server.encoder import Encoder
+    from retriever_server.index.encoder import Encoder
 
     return Encoder(demo_encoder_config(), device="cpu", batch_size=64)

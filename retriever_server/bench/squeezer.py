@@ -112,12 +112,12 @@ def sample_turns(n: int) -> list[tuple[str, list[str]]]:
 
 def retrieve(turns, topk: int = TOPK):
     """(encoder, [(queries, question, raw passages, fused passages)]) over the demo index."""
-    from retriever_server.corpus import CorpusStore
     from retriever_server.demo import prepare_demo
-    from retriever_server.dense import DenseRetriever
-    from retriever_server.encoder import Encoder, EncoderConfig
-    from retriever_server.fusion import fuse
-    from retriever_server.hits import SearchResults
+    from retriever_server.index.corpus import CorpusStore
+    from retriever_server.index.dense import DenseRetriever
+    from retriever_server.index.encoder import Encoder, EncoderConfig
+    from retriever_server.index.hits import SearchResults
+    from retriever_server.search.fusion import fuse
     from retriever_server.settings import Settings
 
     settings = prepare_demo(Settings(demo=True))

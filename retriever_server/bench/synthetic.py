@@ -73,7 +73,7 @@ def write_synthetic_corpus(path: Path, n_passages: int) -> Path:
 
 def synthetic_store(workdir: Path, n_passages: int):
     """The CorpusStore of `n_passages` synthetic passages, written and converted once under `workdir`."""
-    from retriever_server.corpus import CorpusStore
+    from retriever_server.index.corpus import CorpusStore
 
     root = workdir / f"synthetic-{n_passages}"
     corpus_file = root / "corpus.jsonl"

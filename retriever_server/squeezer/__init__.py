@@ -1,6 +1,6 @@
 """Squeezers: distil the fused passages of one search turn into what matters for its queries.
 
-The engine calls the squeezer after fusion (`service.SearchService.search`, step 4); `/squeeze`
+The engine calls the squeezer after fusion (`search.service.SearchService.search`, step 4); `/squeeze`
 calls it on passages a client sends. One interface (`Squeezer`), one module per backend, chosen by
 `--squeezer` (`build_squeezer`):
 
@@ -24,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 from retriever_server.squeezer.context import estimate_tokens, format_passages, select_passages
 
 NONE = "none"
@@ -49,7 +49,7 @@ class Squeezer(Protocol):
 class SqueezerResources:
     """What a backend may borrow from the server: the dense encoder and the one thread that owns it."""
 
-    encoder: object | None = None  # retriever_server.encoder.Encoder
+    encoder: object | None = None  # retriever_server.index.encoder.Encoder
     engine: Executor | None = None  # the engine thread; the encoder is only ever used there
     metrics: object | None = None  # retriever_server.metrics.ServerMetrics
 

@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever_server.cache import normalize_query
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
+from retriever_server.search.cache import normalize_query
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 
 TokenCounter = Callable[[list[str]], list[int]]
 BYTES_PER_TOKEN = 4

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 from retriever_server.squeezer import SqueezeError, SqueezerResources
 from retriever_server.squeezer.cache import passage_digest
 from retriever_server.squeezer.context import TokenCounter, select_passages, tokenizer_counter

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 from retriever_server.squeezer import SqueezeError
 from retriever_server.squeezer.context import TokenCounter, select_passages
 from retriever_server.squeezer.prompt import PromptTemplate

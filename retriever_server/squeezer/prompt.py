@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 from retriever_server.squeezer.context import format_passages
 
 DEFAULT_PROMPT = Path(__file__).resolve().parent / "prompt.yaml"

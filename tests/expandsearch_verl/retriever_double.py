@@ -2,7 +2,7 @@
 
 Word-overlap search over a six-passage corpus, fused best-first, with fault modes for the client
 tests (422, 500, slow, unreadable, transient 503s). It speaks the server's contract through the
-server's own models: the body is validated as `retriever_server.schemas.SearchRequest` (default
+server's own models: the body is validated as `retriever_server.api.schemas.SearchRequest` (default
 settings' limits) and an answer as `SearchResponse` (test_retriever_double.py fuzzes it with the
 server's OpenAPI schema). The real server runs in the integration tests.
 """
@@ -19,7 +19,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from retriever_server.schemas import SearchRequest, SearchResponse
+from retriever_server.api.schemas import SearchRequest, SearchResponse
 from retriever_server.settings import Settings
 
 CORPUS = [

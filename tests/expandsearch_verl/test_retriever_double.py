@@ -13,7 +13,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from retriever_server.app import create_app
+from retriever_server.api.app import create_app
 from retriever_server.settings import Settings
 
 SEARCH = schemathesis.openapi.from_dict(create_app(Settings()).openapi())["/search"]["POST"]

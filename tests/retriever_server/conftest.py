@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from retriever_server.bench.synthetic import write_synthetic_corpus
-from retriever_server.bm25 import build_bm25
-from retriever_server.builder import build_dense
-from retriever_server.corpus import CorpusStore
-from retriever_server.encoder import Encoder, EncoderConfig
+from retriever_server.index.bm25 import build_bm25
+from retriever_server.index.builder import build_dense
+from retriever_server.index.corpus import CorpusStore
+from retriever_server.index.encoder import Encoder, EncoderConfig
 from retriever_server.process import free_port
 from retriever_server.settings import Settings
 
@@ -67,7 +67,7 @@ def running_server(settings: Settings, wait_ready: bool = True, **app_kwargs) ->
     """Serve `create_app(settings)` with uvicorn on a free port in a thread; yields the base URL."""
     import uvicorn
 
-    from retriever_server.app import create_app
+    from retriever_server.api.app import create_app
 
     port = free_port()
     app = create_app(dataclasses.replace(settings, port=port), **app_kwargs)

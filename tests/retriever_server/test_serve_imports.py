@@ -44,6 +44,6 @@ def test_serve_imports_no_benchmark_module():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     modules = set(result.stdout.split())
-    assert "retriever_server.service" in modules  # it really served
+    assert "retriever_server.search.service" in modules  # it really served
     assert not {m for m in modules if m.startswith("retriever_server.bench")}, sorted(modules)
     assert "aiohttp" not in modules

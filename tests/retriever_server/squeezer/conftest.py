@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 from retriever_server.process import free_port
 from retriever_server.scripted.chat_server import ScriptedChatServer
 

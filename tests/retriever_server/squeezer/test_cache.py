@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 from retriever_server.metrics import ServerMetrics
 from retriever_server.squeezer.cache import CachedSqueezer, SqueezeCache, squeeze_key
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retriever_server.corpus import Passage
+from retriever_server.index.corpus import Passage
 from retriever_server.squeezer.context import (
     estimate_tokens,
     format_passage,

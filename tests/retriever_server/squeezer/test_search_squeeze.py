@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from retriever_server.bench.synthetic import query_variants
-from retriever_server.loading import load_service
+from retriever_server.search.loading import load_service
 
 
 def _metric(url: str, name: str, labels: str = "") -> float:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from retriever_server.bench.synthetic import write_synthetic_corpus
-from retriever_server.corpus import CorpusStore
-from retriever_server.hits import SearchResults
+from retriever_server.index.corpus import CorpusStore
+from retriever_server.index.hits import SearchResults
 from retriever_server.metrics import ServerMetrics
-from retriever_server.service import SearchService
+from retriever_server.search.service import SearchService
 from retriever_server.settings import Settings
 from retriever_server.squeezer import build_squeezer
 

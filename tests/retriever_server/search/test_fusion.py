@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retriever_server.cache import QueryCache, normalize_query
-from retriever_server.fusion import fuse
-from retriever_server.hits import SearchResults
+from retriever_server.index.hits import SearchResults
+from retriever_server.search.cache import QueryCache, normalize_query
+from retriever_server.search.fusion import fuse
 
 
 def results(rows):

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from retriever_server.corpus import CorpusError, CorpusStore, split_contents
+from retriever_server.index.corpus import CorpusError, CorpusStore, split_contents
 
 
 def write_jsonl(path, rows):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from retriever_server.bench.synthetic import town_name
-from retriever_server.bm25 import BM25Retriever
-from retriever_server.builder import assemble_index
-from retriever_server.corpus import CorpusStore
-from retriever_server.dense import DenseRetriever, load_faiss_index
-from retriever_server.encoder import Encoder
-from retriever_server.index_params import IndexMismatch
+from retriever_server.index.bm25 import BM25Retriever
+from retriever_server.index.builder import assemble_index
+from retriever_server.index.corpus import CorpusStore
+from retriever_server.index.dense import DenseRetriever, load_faiss_index
+from retriever_server.index.encoder import Encoder
+from retriever_server.index.params import IndexMismatch
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from retriever_server.bench.synthetic import query_variants, town_name
-from retriever_server.loading import load_service
+from retriever_server.search.loading import load_service
 
 
 def search_r1_passages(result: list[dict]) -> str:
@@ -242,7 +242,7 @@ async def test_graceful_shutdown_finishes_in_flight_requests(base_settings, serv
 
     import uvicorn
 
-    from retriever_server.app import create_app
+    from retriever_server.api.app import create_app
 
     def slow_engine(settings, metrics):
         service = load_service(settings, metrics)

@@ -7,7 +7,7 @@ validates against the declared response model. Schema-valid requests must be acc
 not timed), schema-invalid ones refused with a 4xx. Generation is derandomized and bounded in
 examples, so a run is the same every time and takes seconds.
 
-    pytest tests/retriever_server/test_api_contract.py -q
+    pytest tests/retriever_server/api/test_api_contract.py -q
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from retriever_server.schemas import NOT_BLANK
+from retriever_server.api.schemas import NOT_BLANK
 
 EXAMPLES = 60  # per operation and mode: ~400 requests in all, ~15 s on 2 cores
 ACCEPTED = 0.95  # schema-valid requests the server must accept (observed: all of them)

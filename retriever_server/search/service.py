@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from retriever_server.batching import MicroBatcher, Retriever
-from retriever_server.cache import QueryCache, Row, normalize_query
-from retriever_server.corpus import CorpusStore, Passage
-from retriever_server.fusion import fuse
-from retriever_server.hits import SearchResults
+from retriever_server.index.corpus import CorpusStore, Passage
+from retriever_server.index.hits import SearchResults
 from retriever_server.metrics import ServerMetrics
+from retriever_server.search.batching import MicroBatcher, Retriever
+from retriever_server.search.cache import QueryCache, Row, normalize_query
+from retriever_server.search.fusion import fuse
 from retriever_server.settings import Settings
 from retriever_server.squeezer import NONE, Squeezer
 

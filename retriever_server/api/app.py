@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
-from retriever_server.loading import load_service
+from retriever_server.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from retriever_server.api.routes import json_response, router
+from retriever_server.api.schemas import with_limits
 from retriever_server.metrics import ServerMetrics
-from retriever_server.middleware import BodyLimitMiddleware, MetricsMiddleware
-from retriever_server.routes import json_response, router
-from retriever_server.schemas import with_limits
-from retriever_server.service import SearchService
+from retriever_server.search.loading import load_service
+from retriever_server.search.service import SearchService
 from retriever_server.settings import Settings
 
 logger = logging.getLogger(__name__)

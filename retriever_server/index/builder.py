@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever_server.corpus import CorpusStore
-from retriever_server.dense import INDEX_FILE
-from retriever_server.encoder import Encoder, EncoderConfig
-from retriever_server.index_params import write_params
+from retriever_server.index.corpus import CorpusStore
+from retriever_server.index.dense import INDEX_FILE
+from retriever_server.index.encoder import Encoder, EncoderConfig
+from retriever_server.index.params import write_params
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retriever_server.bm25 import build_bm25
+    from retriever_server.index.bm25 import build_bm25
     from retriever_server.settings import default_cache_dir
 
     corpus = CorpusStore.open(args.corpus, args.cache_dir or default_cache_dir(), show_progress=True)

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from retriever_server.hits import SearchResults
+from retriever_server.index.hits import SearchResults
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever_server.encoder import Encoder
-from retriever_server.hits import SearchResults
-from retriever_server.index_params import IndexMismatch, check_params, identity, read_params
+from retriever_server.index.encoder import Encoder
+from retriever_server.index.hits import SearchResults
+from retriever_server.index.params import IndexMismatch, check_params, identity, read_params
 
 logger = logging.getLogger(__name__)
 

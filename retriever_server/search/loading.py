@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from retriever_server.metrics import ServerMetrics
-from retriever_server.service import SearchService
+from retriever_server.search.service import SearchService
 from retriever_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def set_threads(settings: Settings) -> None:
 
 
 def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
-    from retriever_server.corpus import CorpusStore
+    from retriever_server.index.corpus import CorpusStore
     from retriever_server.squeezer import SqueezerResources, build_squeezer
 
     if settings.demo:
@@ -39,8 +39,8 @@ def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
     encoder, encoder_name = None, None
     for name in settings.retriever:
         if name == "dense":
-            from retriever_server.dense import DenseRetriever, Placement
-            from retriever_server.encoder import Encoder, EncoderConfig
+            from retriever_server.index.dense import DenseRetriever, Placement
+            from retriever_server.index.encoder import Encoder, EncoderConfig
 
             config = EncoderConfig(
                 model=settings.encoder,
@@ -65,7 +65,7 @@ def load_service(settings: Settings, metrics: ServerMetrics) -> SearchService:
             )
             encoder_name = settings.encoder
         else:
-            from retriever_server.bm25 import BM25Retriever
+            from retriever_server.index.bm25 import BM25Retriever
 
             retrievers[name] = BM25Retriever(Path(settings.bm25_index), len(corpus), corpus.fingerprint)
     for retriever in retrievers.values():

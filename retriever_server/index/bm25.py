@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever_server.corpus import CorpusStore
-from retriever_server.hits import SearchResults
-from retriever_server.index_params import check_params, identity, read_params, write_params
+from retriever_server.index.corpus import CorpusStore
+from retriever_server.index.hits import SearchResults
+from retriever_server.index.params import check_params, identity, read_params, write_params
 
 logger = logging.getLogger(__name__)
 

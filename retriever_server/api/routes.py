@@ -15,8 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from retriever_server.corpus import Passage
-from retriever_server.schemas import (
+from retriever_server.api.schemas import (
     ERRORS,
     LIMITS,
     SQUEEZE_ERRORS,
@@ -31,7 +30,8 @@ from retriever_server.schemas import (
     SqueezeResponse,
     checked,
 )
-from retriever_server.service import SearchService
+from retriever_server.index.corpus import Passage
+from retriever_server.search.service import SearchService
 
 
 def json_response(payload: dict, status_code: int = 200) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from retriever_server.hits import SearchResults
+from retriever_server.index.hits import SearchResults
 
 FUSIONS = ("rrf", "max")
 

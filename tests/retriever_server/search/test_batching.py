@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from retriever_server.batching import MicroBatcher
-from retriever_server.hits import SearchResults
+from retriever_server.index.hits import SearchResults
+from retriever_server.search.batching import MicroBatcher
 
 
 class RecordingRetriever:

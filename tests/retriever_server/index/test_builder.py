@@ -12,7 +12,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def build_command(corpus: Path, output: Path, cache: Path, minilm: Path) -> list[str]:
