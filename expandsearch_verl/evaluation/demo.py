@@ -239,10 +239,10 @@ def _trained_pipeline(args: argparse.Namespace) -> int:
         policies.append(("after the warm start", str(warm), eval_dir / "warm_start"))
         if args.grpo_steps:
             _step(f"5/{total} GRPO through verl on CPU from the warm start: {args.grpo_steps} step(s), batch 2 x "
-                  f"group 2 (recipes/train_tiny_cpu.sh; {training.eta(150 * args.grpo_steps + 120)}; cached after)")  # fmt: skip
+                  f"group 2 (recipes/train_tiny_cpu.sh; {training.eta(90 * args.grpo_steps + 30)}; cached after)")  # fmt: skip
             try:
                 tuned, cached = training.grpo(
-                    warm, server.url, args.grpo_steps, train_dir / "grpo", cache_dir
+                    warm, server.url, squeezer, args.grpo_steps, train_dir / "grpo", cache_dir
                 )
             except TrainingFailed as error:  # the table still shows the warm start; the exit status says it
                 print(f"expandsearch demo: {error}", file=sys.stderr)

@@ -110,12 +110,16 @@ def _rows(examples: Path) -> int:
     return pq.ParquetFile(examples).metadata.num_rows
 
 
-def grpo(policy_dir: Path, server_url: str, steps: int, run_dir: Path, cache_dir: Path) -> tuple[Path, bool]:
-    """(the policy after `steps` GRPO steps, whether cached): `recipes/train_tiny_cpu.sh` from `policy_dir`."""
+def grpo(
+    policy_dir: Path, server_url: str, squeezer: str, steps: int, run_dir: Path, cache_dir: Path
+) -> tuple[Path, bool]:
+    """(the policy after `steps` GRPO steps, whether cached): `recipes/train_tiny_cpu.sh` from `policy_dir`,
+    searching the server at `server_url`, whose `squeezer` wrote the observations it trained on (so it
+    is part of the cache key)."""
     from expandsearch_verl.warm_start.finetune import publish
 
     key = hashlib.blake2b(
-        f"{policy_dir.resolve()}|{steps}|v{GRPO_VERSION}".encode(), digest_size=8
+        f"{policy_dir.resolve()}|{squeezer}|{steps}|v{GRPO_VERSION}".encode(), digest_size=8
     ).hexdigest()
     target = cache_dir.expanduser() / "grpo" / f"{policy_dir.name}-{key}"
     if (target / "config.json").is_file():
