@@ -32,7 +32,7 @@ PRECISIONS = ("bf16", "fp32")
 
 
 def fastest_precision() -> str:
-    """bf16 compute where the CPU has bf16 instructions (AVX512-BF16: a warm-start step 1.45x faster
+    """bf16 compute where the CPU has bf16 instructions (AVX512-BF16: a warm-start step ~1.4x faster
     than fp32 on 2 cores), fp32 elsewhere (emulated bf16 is slower). Unlike RL, SFT compares no
     log-probs across engines, so bf16 costs it nothing; the weights stay fp32."""
     import torch
