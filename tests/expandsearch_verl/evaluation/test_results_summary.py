@@ -105,6 +105,19 @@ def test_summary_counts_searches_squeezes_failures_and_latencies():
     printed = format_summary(summary, table)
     assert "macro average (3)" in printed and "squeezed 50% of searches" in printed
     assert "search failures 1 (20.0%)" in printed and "this run: 2 trajectories in 4.0 s" in printed
+    assert summary["squeeze_fallbacks"] == 0 and "fell back" not in printed  # records without the key: none
+
+
+def test_squeeze_fallbacks_are_counted_and_said():
+    records = [
+        {**record("nq", "1", searches=2, squeezed=0.5), "squeeze_fallbacks": 1},
+        {**record("nq", "2", searches=1), "squeeze_fallbacks": 1},
+        {**record("nq", "3", searches=1, squeezed=1.0), "squeeze_fallbacks": 0},
+    ]
+    summary = summarize(records)
+    assert summary["squeeze_fallbacks"] == 2 and summary["squeeze_rate"] == pytest.approx(2 / 4)
+    printed = format_summary(summary, source_table(records))
+    assert "squeezed 50% of searches (2 fell back to passages" in printed
 
 
 def test_plot_is_a_png_or_a_clear_message(tmp_path, monkeypatch):
