@@ -168,6 +168,7 @@ async def drive(
         "p50_ms": float(p50),
         "p95_ms": float(p95),
         "p99_ms": float(p99),
+        "bodies_repeated": max(0, cursor - len(payloads)),  # a cycling run sent these bodies twice
         "cache_hit_rate": float(hits / max(1.0, hits + misses)),
         "computed_rate": float(batch_queries / max(1.0, queries)),
         "mean_batch_queries": float(batch_queries / max(1.0, batches)),

@@ -72,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rounds of the first table: the plain Search-R1-shaped server against ours at 1, 16 and 64 "
         "clients (0 skips it)",
     )
+    parser.add_argument(
+        "--side-by-side-only",
+        action="store_true",
+        help="print the first table and stop (what a regression check needs)",
+    )
     parser.add_argument("--hnsw", default="HNSW32", help="faiss factory compared with Flat ('' skips it)")
     parser.add_argument(
         "--ann-passages",
@@ -191,8 +196,12 @@ class Ceiling:
 
 
 def distinct_bodies(n_passages: int, count: int, seed: int) -> list[dict]:
+    """`count` requests about distinct towns, in random order; past `n_passages` the towns come round again."""
     rng = random.Random(seed)
-    return [{"queries": query_variants(rng.randrange(n_passages)), "topk": TOPK} for _ in range(count)]
+    towns = [
+        town for _ in range(-(-count // n_passages)) for town in rng.sample(range(n_passages), n_passages)
+    ]
+    return [{"queries": query_variants(town), "topk": TOPK} for town in towns[:count]]
 
 
 def grpo_bodies(n_passages: int, n_distinct: int, seed: int) -> list[dict]:
@@ -349,11 +358,17 @@ def run(args: argparse.Namespace) -> int:
             index,
             encoder,
             distinct_bodies(
-                args.passages, 200 + 9 * args.side_by_side_rounds * max(200, int(args.duration * 120)), seed=6
+                args.passages,
+                200 + 9 * args.side_by_side_rounds * side_by_side.per_run(args.duration),
+                seed=6,
             ),
             args.side_by_side_rounds,
             args.duration,
         )
+    if args.side_by_side_only:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+        return 0
     ceiling, best = None, None
     if args.url is None:
         ceiling = Ceiling(corpus, index, args.passages)

@@ -31,6 +31,11 @@ def row(round_no: int, level: int, base: dict, ours: dict) -> str:
     )
 
 
+def per_run(duration: float) -> int:
+    """Fresh bodies for one measurement: enough for ~300 requests/s over the window, so none repeats."""
+    return max(200, int(duration * 300))
+
+
 def run(
     corpus: Path, index: Path, encoder: dict, bodies: list[dict], rounds: int, duration: float
 ) -> list[dict]:
@@ -49,8 +54,9 @@ def run(
         "ours": ServerProcess(ours_args, wait=False),
     }
     routes = {"baseline": "/retrieve", "ours": "/search"}
-    per_run = max(200, int(duration * 120))  # fresh requests for every measurement (ours caches)
-    fresh = iter(range(0, len(bodies), per_run))
+    fresh = iter(
+        range(0, len(bodies), per_run(duration))
+    )  # fresh requests for every measurement (ours caches)
     measured: list[dict] = []
     print(HEADER, flush=True)
     try:
@@ -66,7 +72,7 @@ def run(
                     label: asyncio.run(
                         drive(
                             servers[label].url,
-                            bodies[start : start + per_run],
+                            bodies[start : start + per_run(duration)],
                             level,
                             duration,
                             servers[label].process.pid,
@@ -77,6 +83,12 @@ def run(
                 }
                 measured.append({"round": round_no, "clients": level, **got})
                 print(row(round_no, level, got["baseline"], got["ours"]), flush=True)
+                if got["ours"]["bodies_repeated"]:
+                    print(
+                        f"note: {got['ours']['bodies_repeated']} requests repeated a body of this measurement "
+                        "(ours may have answered them from its cache): a larger --passages gives more fresh bodies",
+                        flush=True,
+                    )
     finally:
         for server in servers.values():
             server.stop()
