@@ -131,7 +131,8 @@ def first_run(tmp_path_factory, chat_model_dir, demo_retriever_url):
     run_dir = tmp_path_factory.mktemp("train_cpu")
     prepare_data(run_dir)
     before = search_requests(demo_retriever_url)
-    run = train(run_dir, chat_model_dir, demo_retriever_url, STEPS="2", TEST_FREQ="2").check()
+    rollouts = f"trainer.rollout_data_dir={run_dir / 'rollouts'}"  # verl dumps each step's trajectories
+    run = train(run_dir, chat_model_dir, demo_retriever_url, rollouts, STEPS="2", TEST_FREQ="2").check()
     return run_dir, run, search_requests(demo_retriever_url) - before
 
 
@@ -160,7 +161,7 @@ def test_searches_reach_the_retriever_and_its_metrics_reach_verl(first_run):
     assert searched >= 2 * 2 * 2  # 2 steps x 2 prompts x 2 copies, one search each (plus validation)
     for step in (1, 2):
         metrics = run.metrics[step]  # the search metrics of the step's trajectories, every step
-        assert metrics[f"{SEARCH}searches/mean"] == 1 and metrics[f"{SEARCH}queries/mean"] >= 1
+        assert metrics[f"{SEARCH}searches/mean"] == 1 and metrics[f"{SEARCH}queries_per_search"] == 2
         assert metrics[f"{SEARCH}failure_rate"] == 0 and metrics[f"{SEARCH}observation_tokens/min"] > 0
         assert metrics[f"{SEARCH}latency_ms"] > 0 and metrics["tool_call_counts/mean"] == 1
 
@@ -175,6 +176,18 @@ def test_rewards_differ_within_a_group_and_the_update_is_real(first_run):
         assert math.isfinite(metrics["actor/grad_norm"]) and metrics["actor/grad_norm"] > 0
     # GRPO with KL: the reference (lr 0) stays at the start while the actor moves away from it
     assert abs(run.metrics[1]["actor/kl_loss"]) < 1e-6 < run.metrics[2]["actor/kl_loss"]
+
+
+def test_trajectories_are_scored_right_and_wrong(first_run):
+    run_dir, _, _ = first_run
+    rows = [
+        json.loads(line)
+        for step in (1, 2)
+        for line in (run_dir / "rollouts" / f"{step}.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 2 * 2 * 2 and all("<search>" in row["output"] for row in rows)
+    # the reward's keys reach verl's dump: exact match against the gold answers, both ways
+    assert {row["em"] for row in rows} == {0.0, 1.0}, [(row["em"], row["output"][-80:]) for row in rows]
 
 
 def test_the_rollout_serves_the_updated_weights(first_run):
