@@ -124,11 +124,12 @@ def grpo(
     target = cache_dir.expanduser() / "grpo" / f"{policy_dir.name}-{key}"
     if (target / "config.json").is_file():
         return target, True
+    run_dir = run_dir.resolve()  # the recipe runs from the repository's root, not the user's directory
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     env = {
         **os.environ,
-        "MODEL_PATH": str(policy_dir),
+        "MODEL_PATH": str(policy_dir.resolve()),
         "RETRIEVER_URLS": server_url,
         "STEPS": str(steps),
         "RUN_DIR": str(run_dir),
@@ -141,10 +142,12 @@ def grpo(
     saved = run_dir / "checkpoints" / f"global_step_{steps}" / "actor" / "huggingface"
     with open(log_path, "w") as log, step_progress(log_path, steps, "GRPO"):
         status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-        if status.returncode != 0 or not (saved / "config.json").is_file():
+        if status.returncode != 0:
             raise TrainingFailed(
                 f"GRPO through verl failed (exit status {status.returncode}); see {log_path}"
             )
+        if not (saved / "config.json").is_file():
+            raise TrainingFailed(f"GRPO through verl wrote no policy at {saved}; see {log_path}")
     publish(saved, target, base=policy_dir)  # the warm start's end token goes with the weights
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return target, False

@@ -85,25 +85,18 @@ def test_the_trained_demo_at_ci_size(tmp_path, chat_model_dir, expandsearch_cli,
     import retriever_server.settings
 
     monkeypatch.setattr(retriever_server.settings, "default_cache_dir", lambda: tmp_path / "cache")
-    output = tmp_path / "demo"
+    monkeypatch.chdir(tmp_path)  # a user's directory, not the repository's: the recipe runs from there
     status, out, err = expandsearch_cli(
-        "demo",
-        "--fast",
-        "--policy-model",
-        chat_model_dir,
-        "--output-dir",
-        output,
-        "--sft-steps",
-        2,
-        "--grpo-steps",
-        0,
-    )
+        "demo", "--fast", "--policy-model", chat_model_dir, "--output-dir", "demo", "--sft-steps", 2,
+        "--grpo-steps", 1,
+    )  # fmt: skip
     assert status == 0, err
     assert "warm start trained:" in out and re.search(
         r"warm start \(SFT\): 100%.* 2/2 ", out
     )  # the progress bar
-    _check_trained_demo(output, out, ["shipped", "warm_start"], 512)
-    assert "== 5/5 before and after" in out  # the cache: tests/expandsearch_verl/warm_start/test_finetune.py
+    _check_trained_demo(tmp_path / "demo", out, ["shipped", "warm_start", "grpo"], 512)
+    assert "== 6/6 before and after" in out  # the cache: tests/expandsearch_verl/warm_start/test_finetune.py
+    assert not (tmp_path / "demo" / "train" / "grpo" / "checkpoints").exists()  # published, then removed
 
 
 @pytest.mark.slow
