@@ -40,19 +40,21 @@ PYTHON=${PYTHON:-python3}
 # shard on the others (8 GPUs: 0-6 and 7 [here]); SQUEEZER_GPUS= for a remote squeezer (NIM) or none.
 # shellcheck source-path=SCRIPTDIR source=gpu_layout.sh
 source "$REPO_ROOT/recipes/gpu_layout.sh"
-if [[ -z "$TRAIN_GPUS" ]]; then
+if [[ -z "$TRAIN_GPUS" && "${DEVICE:-gpu}" != cpu ]]; then  # DEVICE=cpu: one rank on the CPU, no GPU needed
     echo "TRAIN_GPUS: no GPU left to train ($VISIBLE_FROM, SQUEEZER_GPUS=$SQUEEZER_GPUS); set SQUEEZER_GPUS= for a remote squeezer, or ask the scheduler for more GPUs" >&2
     exit 2
 fi
 IFS=, read -r -a TRAIN_GPU_IDS <<< "$TRAIN_GPUS"
-GPUS_PER_NODE=${GPUS_PER_NODE:-${#TRAIN_GPU_IDS[@]}}      # follows TRAIN_GPUS ([ferret, SR1]: 8, no local squeezer)
-if [[ "$GPUS_PER_NODE" != "${#TRAIN_GPU_IDS[@]}" ]]; then
-    echo "GPUS_PER_NODE=$GPUS_PER_NODE but TRAIN_GPUS=$TRAIN_GPUS lists ${#TRAIN_GPU_IDS[@]} GPUs: set one of them" >&2
-    exit 2
+GPUS_PER_NODE=${GPUS_PER_NODE:-$((${#TRAIN_GPU_IDS[@]} > 0 ? ${#TRAIN_GPU_IDS[@]} : 1))}  # follows TRAIN_GPUS ([ferret, SR1]: 8, no local squeezer)
+if [[ -n "$TRAIN_GPUS" ]]; then
+    if [[ "$GPUS_PER_NODE" != "${#TRAIN_GPU_IDS[@]}" ]]; then
+        echo "GPUS_PER_NODE=$GPUS_PER_NODE but TRAIN_GPUS=$TRAIN_GPUS lists ${#TRAIN_GPU_IDS[@]} GPUs: set one of them" >&2
+        exit 2
+    fi
+    export CUDA_VISIBLE_DEVICES=$TRAIN_GPUS               # the Ray that verl starts on this node sees only these
 fi
-export CUDA_VISIBLE_DEVICES=$TRAIN_GPUS                   # the Ray that verl starts on this node sees only these
 if [[ "${DRY_RUN:-0}" == 1 ]]; then                       # on stderr: stdout is the launch command alone
-    echo "layout ($VISIBLE_FROM): CUDA_VISIBLE_DEVICES=$TRAIN_GPUS RETRIEVER_GPUS=$RETRIEVER_GPUS SQUEEZER_GPUS=$SQUEEZER_GPUS" >&2
+    echo "layout ($VISIBLE_FROM): CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-} RETRIEVER_GPUS=$RETRIEVER_GPUS SQUEEZER_GPUS=$SQUEEZER_GPUS" >&2
 fi
 
 # --- algorithm and search toggles (the variants set these) ----------------------------------------------

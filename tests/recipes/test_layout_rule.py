@@ -135,3 +135,20 @@ def test_the_layout_script_prints_what_the_others_resolve(recipe_env, run_recipe
         "visible: nvidia-smi's GPUs 0,1,2,3",
         "TRAIN_GPUS=0,1,2 RETRIEVER_GPUS=0,1,2 SQUEEZER_GPUS=3",
     ]
+
+
+@pytest.mark.parametrize(("scheduler", "nvidia_smi", "visible"), [("", 8, ""), (None, 1, "unset")])
+def test_device_cpu_needs_no_gpu_left_to_train(
+    scheduler, nvidia_smi, visible, recipe_env, gpus_on_node, launch
+):
+    """GPUs hidden (CUDA_VISIBLE_DEVICES=) or one GPU the squeezer's default takes: the CPU run goes on,
+    one rank, and leaves CUDA_VISIBLE_DEVICES as it was."""
+    gpus_on_node(nvidia_smi)
+    env = recipe_env(
+        DEVICE="cpu",
+        SKIP_DOCTOR="1",
+        **({"CUDA_VISIBLE_DEVICES": scheduler} if scheduler is not None else {}),
+    )
+    launched = launch(TRAIN, env)
+    assert launched.returncode == 0, launched.stderr
+    assert launched.visible == visible and "trainer.n_gpus_per_node=1" in launched.argv
