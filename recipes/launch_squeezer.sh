@@ -67,7 +67,7 @@ fi
 layout_visible GPUS
 IFS=, read -r -a SQUEEZER_IDS <<< "$GPUS"
 if [[ "${#SQUEEZER_IDS[@]}" != "$TP" ]]; then
-    echo "GPUS=$GPUS lists ${#SQUEEZER_IDS[@]} GPU(s) but TP=$TP: vLLM would use the first $TP only;" \
+    echo "GPUS=$GPUS lists ${#SQUEEZER_IDS[@]} GPU(s) but TP=$TP: vLLM runs on the first TP of them, and fails with fewer;" \
         "set GPUS to $TP GPU(s) (the default: the last $TP of $VISIBLE_GPUS) or TP=${#SQUEEZER_IDS[@]}" >&2
     exit 2
 fi
