@@ -2,7 +2,7 @@
 # ExpandSearch | PPO | Qwen2.5-3B-Instruct | 1 node x 8 GPUs (7 train, 1 squeezes), vLLM rollout, verl 0.9.1
 #
 #   bash recipes/train_expandsearch_ppo_qwen2.5-3b.sh                                  # the paper's setting
-#   TRAIN_GPUS=0,1,2,3,4,5,6,7 SQUEEZER_GPUS= bash recipes/train_expandsearch_ppo_qwen2.5-3b.sh   # squeezer remote (NIM)
+#   SQUEEZER_GPUS= bash recipes/train_expandsearch_ppo_qwen2.5-3b.sh                 # squeezer remote (NIM): all GPUs train
 #   ROLLOUT=sglang bash recipes/train_expandsearch_ppo_qwen2.5-3b.sh                   # SGLang instead of vLLM
 #   bash recipes/train_expandsearch_ppo_qwen2.5-3b.sh trainer.total_training_steps=300   # any hydra override last
 #   MODEL_PATH=/models/Qwen2.5-3B-Instruct RETRIEVER_URLS=http://10.0.0.5:8000 bash recipes/train_expandsearch_ppo_qwen2.5-3b.sh
@@ -35,16 +35,27 @@ NNODES=${NNODES:-1}
 PYTHON=${PYTHON:-python3}
 
 # --- GPU layout of a node (docs/gpu-layout.md has each GPU's memory arithmetic; the doctor checks it) ----
-TRAIN_GPUS=${TRAIN_GPUS:-${CUDA_VISIBLE_DEVICES:-0,1,2,3,4,5,6}}   # [here] the trainer's GPUs; GPU 7 serves the squeezer
-RETRIEVER_GPUS=${RETRIEVER_GPUS-0,1,2,3,4,5,6}            # launch_retriever.sh's GPUS: a 4.3 GiB index shard beside each trainer
-SQUEEZER_GPUS=${SQUEEZER_GPUS-7}                          # launch_squeezer.sh's GPUS; empty: a remote squeezer (NIM) or none
-IFS=, read -r -a TRAIN_GPU_IDS <<< "$TRAIN_GPUS"
-GPUS_PER_NODE=${GPUS_PER_NODE:-${#TRAIN_GPU_IDS[@]}}      # follows TRAIN_GPUS ([ferret, SR1]: 8, no local squeezer)
-if [[ "$GPUS_PER_NODE" != "${#TRAIN_GPU_IDS[@]}" ]]; then
-    echo "GPUS_PER_NODE=$GPUS_PER_NODE but TRAIN_GPUS=$TRAIN_GPUS lists ${#TRAIN_GPU_IDS[@]} GPUs: set one of them" >&2
+# gpu_layout.sh resolves TRAIN_GPUS, RETRIEVER_GPUS and SQUEEZER_GPUS from CUDA_VISIBLE_DEVICES (else every GPU) by
+# the rule launch_retriever.sh and launch_squeezer.sh follow too: the squeezer the last GPU, training beside an index
+# shard on the others (8 GPUs: 0-6 and 7 [here]); SQUEEZER_GPUS= for a remote squeezer (NIM) or none.
+# shellcheck source-path=SCRIPTDIR source=gpu_layout.sh
+source "$REPO_ROOT/recipes/gpu_layout.sh"
+if [[ -z "$TRAIN_GPUS" && "${DEVICE:-gpu}" != cpu ]]; then  # DEVICE=cpu: one rank on the CPU, no GPU needed
+    echo "TRAIN_GPUS: no GPU left to train ($VISIBLE_FROM, SQUEEZER_GPUS=$SQUEEZER_GPUS); set SQUEEZER_GPUS= for a remote squeezer, or ask the scheduler for more GPUs" >&2
     exit 2
 fi
-export CUDA_VISIBLE_DEVICES=$TRAIN_GPUS                   # the Ray that verl starts on this node sees only these
+IFS=, read -r -a TRAIN_GPU_IDS <<< "$TRAIN_GPUS"
+GPUS_PER_NODE=${GPUS_PER_NODE:-$((${#TRAIN_GPU_IDS[@]} > 0 ? ${#TRAIN_GPU_IDS[@]} : 1))}  # follows TRAIN_GPUS ([ferret, SR1]: 8, no local squeezer)
+if [[ -n "$TRAIN_GPUS" ]]; then
+    if [[ "$GPUS_PER_NODE" != "${#TRAIN_GPU_IDS[@]}" ]]; then
+        echo "GPUS_PER_NODE=$GPUS_PER_NODE but TRAIN_GPUS=$TRAIN_GPUS lists ${#TRAIN_GPU_IDS[@]} GPUs: set one of them" >&2
+        exit 2
+    fi
+    export CUDA_VISIBLE_DEVICES=$TRAIN_GPUS               # the Ray that verl starts on this node sees only these
+fi
+if [[ "${DRY_RUN:-0}" == 1 ]]; then                       # on stderr: stdout is the launch command alone
+    echo "layout ($VISIBLE_FROM): CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-} RETRIEVER_GPUS=$RETRIEVER_GPUS SQUEEZER_GPUS=$SQUEEZER_GPUS" >&2
+fi
 
 # --- algorithm and search toggles (the variants set these) ----------------------------------------------
 ADV_ESTIMATOR=${ADV_ESTIMATOR:-gae}                       # [ferret] PPO with GAE (grpo: the GRPO recipe)

@@ -12,8 +12,7 @@ set -euo pipefail
 export NUM_VARIANTS=${NUM_VARIANTS:-1}
 export TOPK=${TOPK:-3}
 export SQUEEZE=${SQUEEZE:-false}
-export TRAIN_GPUS=${TRAIN_GPUS:-0,1,2,3,4,5,6,7}     # no squeezer: all 8 GPUs train, 512 prompts per step [SR1]
-export SQUEEZER_GPUS=${SQUEEZER_GPUS-}
+export SQUEEZER_GPUS=${SQUEEZER_GPUS-}                # no squeezer: every GPU trains (8: 512 prompts per step [SR1])
 export DATA_DIR=${DATA_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/data/searchr1}
 export EXPERIMENT_NAME=${EXPERIMENT_NAME:-searchr1_ppo_qwen2.5-3b}
 exec bash "$(dirname "${BASH_SOURCE[0]}")/train_expandsearch_ppo_qwen2.5-3b.sh" "$@"

@@ -53,9 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the trainer's GPU ids (default: $CUDA_VISIBLE_DEVICES, else 0..n_gpus_per_node-1)",
     )
-    layout.add_argument("--retriever-gpus", type=_gpu_ids, default=[], help="the retriever's faiss GPU ids")
     layout.add_argument(
-        "--squeezer-gpus", type=_gpu_ids, default=[], help="a local squeezer's GPU ids (none: remote)"
+        "--retriever-gpus",
+        type=_gpu_ids,
+        default=[],
+        help="the retriever's GPU ids on the node (launch_retriever.sh's GPUS)",
+    )
+    layout.add_argument(
+        "--squeezer-gpus",
+        type=_gpu_ids,
+        default=[],
+        help="a local squeezer's GPU ids on the node (none: remote)",
     )
     layout.add_argument(
         "--index-gib",

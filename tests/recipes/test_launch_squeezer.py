@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import node_with_gpus
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "launch_squeezer.sh"
 
 
 def run_recipe(tmp_path: Path, env: dict, *args: str) -> list[str]:
     fake = tmp_path / "bin" / "vllm"
-    fake.parent.mkdir(exist_ok=True)
+    node_with_gpus(fake.parent, 8)  # nvidia-smi: an 8-GPU node, whatever runs the tests
     fake.write_text(
         f'#!/usr/bin/env bash\nprintf "%s\\n" "$@"\necho "$CUDA_VISIBLE_DEVICES" > {tmp_path}/visible\n'
     )
     fake.chmod(0o755)
-    ours = ("MODEL", "PORT", "TP", "API_KEY", "HOST", "GPUS", "CUDA_VISIBLE_DEVICES")
+    ours = (
+        "MODEL",
+        "PORT",
+        "TP",
+        "API_KEY",
+        "HOST",
+        "GPUS",
+        "CUDA_VISIBLE_DEVICES",
+        "TRAIN_GPUS",
+        "SQUEEZER_GPUS",
+    )
     clean = {k: v for k, v in os.environ.items() if k not in ours}
     result = subprocess.run(
         ["bash", str(RECIPE), *args],
@@ -49,11 +63,11 @@ def test_environment_toggles_and_extra_flags(tmp_path):
     assert argv[argv.index("--api-key") + 1] == "k" and argv[-2:] == ["--max-num-batched-tokens", "16384"]
 
 
-def test_the_squeezer_takes_gpu_7_unless_told(tmp_path):
-    """GPUs 0-6 train beside the index (docs/gpu-layout.md); GPUS or CUDA_VISIBLE_DEVICES choose others."""
+def test_the_squeezer_takes_the_last_visible_gpu_unless_told(tmp_path):
+    """GPUs 0-6 train beside the index (docs/gpu-layout.md); CUDA_VISIBLE_DEVICES, GPUS and TP choose others."""
     run_recipe(tmp_path, {})
     assert (tmp_path / "visible").read_text().strip() == "7"
-    run_recipe(tmp_path, {"CUDA_VISIBLE_DEVICES": "3"})
+    run_recipe(tmp_path, {"CUDA_VISIBLE_DEVICES": "1,3"})
     assert (tmp_path / "visible").read_text().strip() == "3"
-    run_recipe(tmp_path, {"CUDA_VISIBLE_DEVICES": "3", "GPUS": "4,5", "TP": "2"})
-    assert (tmp_path / "visible").read_text().strip() == "4,5"
+    run_recipe(tmp_path, {"CUDA_VISIBLE_DEVICES": "2,3,4,5", "GPUS": "2,3", "TP": "2"})
+    assert (tmp_path / "visible").read_text().strip() == "2,3"
