@@ -206,7 +206,6 @@ case "$DEVICE" in
         mapfile -t DEVICE_OVERRIDES <<< "$CPU_OVERRIDES"
         mapfile -t DEVICE_ENV < <("$PYTHON" -m expandsearch_verl.cpu env)
         export "${DEVICE_ENV[@]}"
-        DOCTOR_FLAGS+=(--skip gpus)
         ;;
     *) echo "DEVICE=$DEVICE: must be gpu or cpu" >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ bad settings stop with the setting and the fix named."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_training_recipes import compose_and_validate
 
 from expandsearch_verl.cpu.overrides import ENV, OVERRIDES
+from expandsearch_verl.doctor import Preflight, Status, run_checks
+from expandsearch_verl.doctor.context import CPU_RUN
+from expandsearch_verl.doctor.report import passed, skipped
 
 GRPO = "train_expandsearch_grpo_qwen2.5-3b.sh"
 
@@ -87,6 +91,21 @@ def test_tiny_recipe_is_the_grpo_recipe_at_laptop_sizes(recipe_env, dry_run, cha
         and config.trainer.test_freq == 3
         and config.trainer.resume_mode == "auto"
     )
+
+
+def test_the_doctor_accepts_the_cpu_launch_line(recipe_env, dry_run, prepared_data_dir, tmp_path):
+    """What a recipe's doctor sees before a DEVICE=cpu launch: the CPU rollout, and no GPU to plan for."""
+    shutil.copytree(prepared_data_dir, tmp_path / "run" / "data")  # what the recipe's step 1 writes
+    # the test model's tokenizer spends ~540 tokens on a sample prompt (SmolLM2's ~250)
+    env = recipe_env(MAX_PROMPT_LENGTH="1024", MAX_RESPONSE_LENGTH="2048")
+    _, argv = split_env(dry_run("train_tiny_cpu.sh", env))
+    skip = frozenset({"plugin"})  # which checkout this venv's Ray workers import is not the recipe's business
+    results = run_checks(Preflight(argv, skip_network=True), skip=skip)
+    by_name = {result.check: result for result in results}
+    assert by_name["engine"] == passed("engine", "hf: the CPU backend's rollout (trainer.device=cpu)")
+    for name in ("gpu-memory", "logits", "gpus"):
+        assert by_name[name] == skipped(name, CPU_RUN)
+    assert [result for result in results if result.status in (Status.FAIL, Status.WARN)] == []
 
 
 def test_tiny_recipe_names_a_missing_model(recipe_env, run_recipe, tmp_path):
