@@ -66,7 +66,7 @@ DRY_RUN=${DRY_RUN:-0}                                     # 1: print the launch 
 SKIP_DOCTOR=${SKIP_DOCTOR:-0}                             # 1: launch without the preflight
 read -r -a DOCTOR_FLAGS <<< "${DOCTOR_FLAGS:-}"           # e.g. DOCTOR_FLAGS="--skip gpus"
 DEVICE=${DEVICE:-gpu}                                     # cpu: verl's trainer on this machine's CPU (docs/train-on-cpu.md)
-if [[ "$ROLLOUT_ENGINE" != vllm && "$ROLLOUT_ENGINE" != sglang ]]; then
+if [[ "$DEVICE" == gpu && "$ROLLOUT_ENGINE" != vllm && "$ROLLOUT_ENGINE" != sglang ]]; then
     echo "ROLLOUT=$ROLLOUT_ENGINE: expected vllm or sglang" >&2
     exit 2
 fi
@@ -192,16 +192,22 @@ TRAINER=(
     trainer.validation_data_dir="$RUN_DIR/validation"     # one JSONL of every validation trajectory per test
 )
 # DEVICE=cpu adds only the CPU backend's overrides (expandsearch_verl/cpu/overrides.py says why each) after the
-# recipe's and before yours, and the two variables that make verl load it; a GPU-only argument of yours stops here.
+# recipe's and before yours, and the two variables that make verl load it; a GPU-only argument or variable of
+# yours (one the backend's overrides would replace) stops here.
 DEVICE_ENV=()
 DEVICE_OVERRIDES=()
+refuse_on_cpu() {  # VAR=VALUE, why: a GPU-only variable the user set
+    echo "$1: with DEVICE=cpu leave it out ($2)" >&2
+    exit 2
+}
 case "$DEVICE" in
     gpu) ;;
     cpu)
         if [[ "${USE_V1,,}" == true || "$USE_V1" == 1 ]]; then
-            echo "USE_V1=$USE_V1: with DEVICE=cpu leave it out (the CPU backend runs the legacy trainer)" >&2
-            exit 2
+            refuse_on_cpu "USE_V1=$USE_V1" "the CPU backend runs the legacy trainer"
         fi
+        if [[ "$ROLLOUT_ENGINE" != vllm ]]; then refuse_on_cpu "ROLLOUT=$ROLLOUT_ENGINE" "DEVICE=cpu uses hf"; fi
+        if [[ "$NNODES" != 1 ]]; then refuse_on_cpu "NNODES=$NNODES" "DEVICE=cpu runs on this machine"; fi
         CPU_OVERRIDES=$("$PYTHON" -m expandsearch_verl.cpu overrides "$@")
         mapfile -t DEVICE_OVERRIDES <<< "$CPU_OVERRIDES"
         mapfile -t DEVICE_ENV < <("$PYTHON" -m expandsearch_verl.cpu env)

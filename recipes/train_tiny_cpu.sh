@@ -35,6 +35,10 @@ RETRIEVER_URLS=${RETRIEVER_URLS:-}                   # empty: start the demo ret
 RETRIEVER_PORT=${RETRIEVER_PORT:-8765}
 RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT:-600}          # seconds to wait for it (the first start builds the demo index)
 DRY_RUN=${DRY_RUN:-0}
+if [[ "$ROLLOUT" != hf && "$ROLLOUT" != scripted ]]; then
+    echo "ROLLOUT=$ROLLOUT: expected hf or scripted (this recipe runs on the CPU; vLLM and SGLang need a GPU recipe)" >&2
+    exit 2
+fi
 
 # --- derived ------------------------------------------------------------------------------------------
 mkdir -p "$RUN_DIR"

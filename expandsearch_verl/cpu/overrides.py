@@ -73,7 +73,8 @@ def check_arguments(arguments: list[str]) -> None:
     for argument in arguments:
         key, _, value = argument.lstrip("+~").partition("=")
         for setting, pattern, fix in GPU_ONLY:
-            if (key == setting or key.endswith("." + setting)) and re.fullmatch(pattern, value.strip()):
+            unquoted = value.strip().strip("'\"")  # hydra reads name='vllm' as vllm
+            if (key == setting or key.endswith("." + setting)) and re.fullmatch(pattern, unquoted):
                 problems.append(f"{argument}: needs a GPU; with DEVICE=cpu {fix}")
     if problems:
         raise GPUOnlySetting("\n".join(problems))

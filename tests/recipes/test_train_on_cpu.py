@@ -53,6 +53,8 @@ def test_device_cpu_composes_for_ppo_with_a_critic(recipe_env, dry_run):
     ("argument", "fix"),
     [
         ("actor_rollout_ref.rollout.name=vllm", "DEVICE=cpu uses hf"),
+        ("actor_rollout_ref.rollout.name='vllm'", "DEVICE=cpu uses hf"),  # hydra unquotes it
+        ('actor_rollout_ref.rollout.name="sglang"', "DEVICE=cpu uses hf"),
         ("+actor_rollout_ref.model.override_config.attn_implementation=flash_attention_2", "uses sdpa"),
         ("actor_rollout_ref.model.use_remove_padding=True", "varlen"),
         ("trainer.n_gpus_per_node=8", "one rank"),
@@ -65,9 +67,19 @@ def test_a_gpu_only_argument_stops_with_the_fix(recipe_env, run_recipe, argument
     assert argument in result.stderr and fix in result.stderr
 
 
-def test_the_v1_trainer_is_refused(recipe_env, run_recipe):
-    result = run_recipe(GRPO, recipe_env(DEVICE="cpu", USE_V1="True"))
-    assert result.returncode == 2 and "USE_V1=True: with DEVICE=cpu leave it out" in result.stderr
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("USE_V1", "True", "the CPU backend runs the legacy trainer"),
+        ("ROLLOUT", "sglang", "DEVICE=cpu uses hf"),
+        ("ROLLOUT", "hf", "DEVICE=cpu uses hf"),  # the backend's overrides set it
+        ("NNODES", "2", "DEVICE=cpu runs on this machine"),
+    ],
+)
+def test_a_gpu_only_variable_is_refused(recipe_env, run_recipe, variable, value, why):
+    result = run_recipe(GRPO, recipe_env(DEVICE="cpu", **{variable: value}))
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"{variable}={value}: with DEVICE=cpu leave it out ({why})" in result.stderr
 
 
 def test_an_unknown_device_is_refused(recipe_env, run_recipe):
@@ -106,6 +118,13 @@ def test_the_doctor_accepts_the_cpu_launch_line(recipe_env, dry_run, prepared_da
     for name in ("gpu-memory", "logits", "gpus"):
         assert by_name[name] == skipped(name, CPU_RUN)
     assert [result for result in results if result.status in (Status.FAIL, Status.WARN)] == []
+
+
+@pytest.mark.parametrize("rollout", ["vllm", "sglang", "'hf'"])
+def test_tiny_recipe_names_its_own_rollout_variable(recipe_env, run_recipe, rollout):
+    result = run_recipe("train_tiny_cpu.sh", recipe_env(ROLLOUT=rollout))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"ROLLOUT={rollout}: expected hf or scripted")
 
 
 def test_tiny_recipe_names_a_missing_model(recipe_env, run_recipe, tmp_path):
