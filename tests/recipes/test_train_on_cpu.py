@@ -138,3 +138,15 @@ def test_tiny_recipe_stops_when_the_retriever_never_comes_up(recipe_env, run_rec
     assert result.returncode == 3, result.stderr
     assert "RETRIEVER_TIMEOUT=0s" in result.stderr and "retriever.log" in result.stderr
     assert (tmp_path / "run" / "data" / "train.parquet").is_file()
+
+
+def test_tiny_recipe_stops_when_a_given_retriever_is_down(recipe_env, run_recipe, free_port):
+    dead = f"http://127.0.0.1:{free_port}"
+    urls = f"{dead}, http://127.0.0.1:1"  # the first replica that is down is named
+    result = run_recipe(
+        "train_tiny_cpu.sh", recipe_env(DRY_RUN="0", RETRIEVER_TIMEOUT="0", RETRIEVER_URLS=urls)
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(
+        f"RETRIEVER_URLS={urls}: {dead}/health did not answer 200 within RETRIEVER_TIMEOUT=0s"
+    )
