@@ -55,6 +55,7 @@ TOPK=${TOPK:-10}                                          # [ferret] documents p
 SQUEEZE=${SQUEEZE:-true}                                  # [ferret] squeeze the passages (false: the w/o-squeezer ablation)
 MAX_TURNS=${MAX_TURNS:-4}                                 # [ferret] max_assistant_turns 4 [SR1] B = 4 actions
 PROTOCOL=${PROTOCOL:-tags}                                # fallback only: each row's extra_info.protocol wins
+read -r -a AGENT_LOOP_SETTINGS <<< "${AGENT_LOOP_SETTINGS:-}"   # any other agent-loop YAML key, e.g. "timeout_s=45"
 REWARD_SHAPING=${REWARD_SHAPING:-true}                    # [ferret, SR1 v0.3] 1 / 0.8 / 0.2 / 0.1 / 0 format table; false: plain EM
 VAL_ONLY=${VAL_ONLY:-False}                               # True: validate once, train nothing (eval_expandsearch.sh)
 ROLLOUT_ENGINE=${ROLLOUT:-vllm}                           # ROLLOUT=vllm | sglang [here] (ferret: sglang; SR1: vllm)
@@ -102,7 +103,8 @@ AGENT_LOOP_CONFIG=$RUN_DIR/agent_loops.yaml
 # The agent loop's knobs live in its YAML (validated here; a bad value stops the recipe with the key named).
 expandsearch agent-loop-config --output "$AGENT_LOOP_CONFIG" \
     --set "retriever_urls=[$RETRIEVER_URLS]" --set "max_queries=$NUM_VARIANTS" --set "topk=$TOPK" \
-    --set "squeeze=$SQUEEZE" --set "max_turns=$MAX_TURNS" --set "protocol=$PROTOCOL" > /dev/null
+    --set "squeeze=$SQUEEZE" --set "max_turns=$MAX_TURNS" --set "protocol=$PROTOCOL" \
+    "${AGENT_LOOP_SETTINGS[@]/#/--set=}" > /dev/null
 
 DATA=(
     data.train_files="$TRAIN_FILE"

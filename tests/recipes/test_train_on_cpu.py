@@ -127,6 +127,13 @@ def test_tiny_recipe_names_its_own_rollout_variable(recipe_env, run_recipe, roll
     assert result.stderr.startswith(f"ROLLOUT={rollout}: expected hf or scripted")
 
 
+def test_tiny_recipe_dry_run_writes_only_what_its_command_reads(recipe_env, dry_run, tmp_path):
+    argv = dry_run("train_tiny_cpu.sh", recipe_env())
+    written = tmp_path / "run" / "agent_loops.yaml"
+    assert list((tmp_path / "run").iterdir()) == [written]  # no data, no retriever.log, no checkpoints
+    assert f"actor_rollout_ref.rollout.agent.agent_loop_config_path={written}" in argv
+
+
 def test_tiny_recipe_names_a_missing_model(recipe_env, run_recipe, tmp_path):
     result = run_recipe("train_tiny_cpu.sh", recipe_env(MODEL_PATH=str(tmp_path / "nowhere")))
     assert result.returncode == 2 and f"MODEL_PATH={tmp_path / 'nowhere'}" in result.stderr
