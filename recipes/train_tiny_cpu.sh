@@ -35,8 +35,8 @@ RETRIEVER_URLS=${RETRIEVER_URLS:-}                   # empty: start the demo ret
 RETRIEVER_PORT=${RETRIEVER_PORT:-8765}
 RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT:-600}          # seconds to wait for its /health (the first start builds the demo index)
 DRY_RUN=${DRY_RUN:-0}
-if [[ "$ROLLOUT" != hf && "$ROLLOUT" != scripted ]]; then
-    echo "ROLLOUT=$ROLLOUT: expected hf or scripted (this recipe runs on the CPU; vLLM and SGLang need a GPU recipe)" >&2
+if ! "$PYTHON" -m expandsearch_verl.cpu overrides "actor_rollout_ref.rollout.name=$ROLLOUT" > /dev/null 2>&1; then
+    echo "ROLLOUT=$ROLLOUT: needs a GPU; this recipe runs on the CPU: ROLLOUT=hf or scripted" >&2
     exit 2
 fi
 

@@ -120,11 +120,14 @@ def test_the_doctor_accepts_the_cpu_launch_line(recipe_env, dry_run, prepared_da
     assert [result for result in results if result.status in (Status.FAIL, Status.WARN)] == []
 
 
-@pytest.mark.parametrize("rollout", ["vllm", "sglang", "'hf'"])
+@pytest.mark.parametrize("rollout", ["vllm", "sglang", "'vllm'"])
 def test_tiny_recipe_names_its_own_rollout_variable(recipe_env, run_recipe, rollout):
     result = run_recipe("train_tiny_cpu.sh", recipe_env(ROLLOUT=rollout))
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith(f"ROLLOUT={rollout}: expected hf or scripted")
+    assert (
+        result.stderr
+        == f"ROLLOUT={rollout}: needs a GPU; this recipe runs on the CPU: ROLLOUT=hf or scripted\n"
+    )
 
 
 def test_tiny_recipe_dry_run_writes_only_what_its_command_reads(recipe_env, dry_run, tmp_path):
