@@ -157,6 +157,7 @@ def test_tiny_recipe_stops_when_a_given_retriever_is_down(recipe_env, run_recipe
         "train_tiny_cpu.sh", recipe_env(DRY_RUN="0", RETRIEVER_TIMEOUT="0", RETRIEVER_URLS=urls)
     )
     assert result.returncode == 3, result.stderr
-    assert result.stderr.startswith(
+    assert (
         f"RETRIEVER_URLS={urls}: {dead}/health did not answer 200 within RETRIEVER_TIMEOUT=0s"
+        in result.stderr
     )
