@@ -101,6 +101,29 @@ REACHES: dict[str, Reach] = {
         "the call in run_sft that expandsearch_verl.cpu.sft stands in for (the rest of run_sft: "
         "SFTTrainer(config).fit())",
     ),
+    "sft_config_folder": Reach(
+        "trainer/sft_trainer.py",
+        461,
+        '@hydra.main(config_path="config", config_name="sft_trainer_engine"',
+        CPU_BACKEND,
+        "verl's SFT config is trainer/config/sft_trainer_engine.yaml beside the trainer, a folder, not an "
+        "importable name: expandsearch_verl.cpu.sft.CONFIG_DIR composes it from that path",
+    ),
+    "replica_server_address": Reach(
+        "workers/rollout/replica.py",
+        128,
+        "self._server_address: str = None",
+        CPU_BACKEND,
+        "RolloutReplica has no setter for its server: cpu.replica.HFReplica.launch_servers writes the "
+        "protected _server_address, the key verl's agent-loop router reads through server_address (line 249)",
+    ),
+    "replica_server_handle": Reach(
+        "workers/rollout/replica.py",
+        129,
+        "self._server_handle: ActorHandle = None",
+        CPU_BACKEND,
+        "and _server_handle, the Ray actor the router sends generate requests to (server_handle, line 254)",
+    ),
     "worker_group_env": Reach(
         "single_controller/ray/base.py",
         635,

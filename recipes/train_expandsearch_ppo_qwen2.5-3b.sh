@@ -66,6 +66,7 @@ TOPK=${TOPK:-10}                                          # [ferret] documents p
 SQUEEZE=${SQUEEZE:-true}                                  # [ferret] squeeze the passages (false: the w/o-squeezer ablation)
 MAX_TURNS=${MAX_TURNS:-4}                                 # [ferret] max_assistant_turns 4 [SR1] B = 4 actions
 PROTOCOL=${PROTOCOL:-tags}                                # fallback only: each row's extra_info.protocol wins
+read -r -a AGENT_LOOP_SETTINGS <<< "${AGENT_LOOP_SETTINGS:-}"   # any other agent-loop YAML key, e.g. "timeout_s=45"
 REWARD_SHAPING=${REWARD_SHAPING:-true}                    # [ferret, SR1 v0.3] 1 / 0.8 / 0.2 / 0.1 / 0 format table; false: plain EM
 VAL_ONLY=${VAL_ONLY:-False}                               # True: validate once, train nothing (eval_expandsearch.sh)
 ROLLOUT_ENGINE=${ROLLOUT:-vllm}                           # ROLLOUT=vllm | sglang [here] (ferret: sglang; SR1: vllm)
@@ -77,7 +78,7 @@ DRY_RUN=${DRY_RUN:-0}                                     # 1: print the launch 
 SKIP_DOCTOR=${SKIP_DOCTOR:-0}                             # 1: launch without the preflight
 read -r -a DOCTOR_FLAGS <<< "${DOCTOR_FLAGS:-}"           # e.g. DOCTOR_FLAGS="--skip gpus"
 DEVICE=${DEVICE:-gpu}                                     # cpu: verl's trainer on this machine's CPU (docs/train-on-cpu.md)
-if [[ "$ROLLOUT_ENGINE" != vllm && "$ROLLOUT_ENGINE" != sglang ]]; then
+if [[ "$DEVICE" == gpu && "$ROLLOUT_ENGINE" != vllm && "$ROLLOUT_ENGINE" != sglang ]]; then
     echo "ROLLOUT=$ROLLOUT_ENGINE: expected vllm or sglang" >&2
     exit 2
 fi
@@ -113,7 +114,8 @@ AGENT_LOOP_CONFIG=$RUN_DIR/agent_loops.yaml
 # The agent loop's knobs live in its YAML (validated here; a bad value stops the recipe with the key named).
 expandsearch agent-loop-config --output "$AGENT_LOOP_CONFIG" \
     --set "retriever_urls=[$RETRIEVER_URLS]" --set "max_queries=$NUM_VARIANTS" --set "topk=$TOPK" \
-    --set "squeeze=$SQUEEZE" --set "max_turns=$MAX_TURNS" --set "protocol=$PROTOCOL" > /dev/null
+    --set "squeeze=$SQUEEZE" --set "max_turns=$MAX_TURNS" --set "protocol=$PROTOCOL" \
+    "${AGENT_LOOP_SETTINGS[@]/#/--set=}" > /dev/null
 
 DATA=(
     data.train_files="$TRAIN_FILE"
@@ -203,21 +205,26 @@ TRAINER=(
     trainer.validation_data_dir="$RUN_DIR/validation"     # one JSONL of every validation trajectory per test
 )
 # DEVICE=cpu adds only the CPU backend's overrides (expandsearch_verl/cpu/overrides.py says why each) after the
-# recipe's and before yours, and the two variables that make verl load it; a GPU-only argument of yours stops here.
+# recipe's and before yours, and the two variables that make verl load it; a GPU-only argument or variable of
+# yours (one the backend's overrides would replace) stops here.
 DEVICE_ENV=()
 DEVICE_OVERRIDES=()
+refuse_on_cpu() {  # VAR=VALUE, why: a GPU-only variable the user set
+    echo "$1: with DEVICE=cpu leave it out ($2)" >&2
+    exit 2
+}
 case "$DEVICE" in
     gpu) ;;
     cpu)
         if [[ "${USE_V1,,}" == true || "$USE_V1" == 1 ]]; then
-            echo "USE_V1=$USE_V1: with DEVICE=cpu leave it out (the CPU backend runs the legacy trainer)" >&2
-            exit 2
+            refuse_on_cpu "USE_V1=$USE_V1" "the CPU backend runs the legacy trainer"
         fi
+        if [[ "$ROLLOUT_ENGINE" != vllm ]]; then refuse_on_cpu "ROLLOUT=$ROLLOUT_ENGINE" "DEVICE=cpu uses hf"; fi
+        if [[ "$NNODES" != 1 ]]; then refuse_on_cpu "NNODES=$NNODES" "DEVICE=cpu runs on this machine"; fi
         CPU_OVERRIDES=$("$PYTHON" -m expandsearch_verl.cpu overrides "$@")
         mapfile -t DEVICE_OVERRIDES <<< "$CPU_OVERRIDES"
         mapfile -t DEVICE_ENV < <("$PYTHON" -m expandsearch_verl.cpu env)
         export "${DEVICE_ENV[@]}"
-        DOCTOR_FLAGS+=(--skip gpus)
         ;;
     *) echo "DEVICE=$DEVICE: must be gpu or cpu" >&2; exit 2 ;;
 esac

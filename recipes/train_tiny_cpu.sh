@@ -33,8 +33,12 @@ VAL_DATASETS=${VAL_DATASETS:-nq,hotpotqa}            # validation metrics per da
 VAL_PER_DATASET=${VAL_PER_DATASET:-1}
 RETRIEVER_URLS=${RETRIEVER_URLS:-}                   # empty: start the demo retriever on RETRIEVER_PORT
 RETRIEVER_PORT=${RETRIEVER_PORT:-8765}
-RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT:-600}          # seconds to wait for it (the first start builds the demo index)
+RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT:-600}          # seconds to wait for its /health (the first start builds the demo index)
 DRY_RUN=${DRY_RUN:-0}
+if ! "$PYTHON" -m expandsearch_verl.cpu overrides "actor_rollout_ref.rollout.name=$ROLLOUT" > /dev/null 2>&1; then
+    echo "ROLLOUT=$ROLLOUT: needs a GPU; this recipe runs on the CPU: ROLLOUT=hf or scripted" >&2
+    exit 2
+fi
 
 # --- derived ------------------------------------------------------------------------------------------
 mkdir -p "$RUN_DIR"
@@ -81,24 +85,32 @@ fi
 "$PYTHON" -m data_prep --output-dir "$DATA_DIR" --overwrite --test-datasets "$VAL_DATASETS" \
     --max-per-dataset "$VAL_PER_DATASET" > /dev/null
 
-# --- 2. the demo retriever, stopped on exit -------------------------------------------------------------
+# --- 2. the retriever: the demo one, started here and stopped on exit; or every RETRIEVER_URLS replica --------
 if [[ "$STARTED_RETRIEVER" != 0 ]]; then
     "$PYTHON" -m retriever_server serve --demo --port "$RETRIEVER_PORT" > "$RUN_DIR/retriever.log" 2>&1 &
     RETRIEVER_PID=$!
     trap 'kill "$RETRIEVER_PID" 2> /dev/null; wait "$RETRIEVER_PID" 2> /dev/null || true' EXIT
-    for ((waited = 0; ; waited += 2)); do
-        if "$PYTHON" -c 'import sys, httpx; sys.exit(httpx.get(sys.argv[1] + "/health").status_code != 200)' \
-            "$RETRIEVER_URLS" 2> /dev/null; then
-            break
-        fi
-        if ! kill -0 "$RETRIEVER_PID" 2> /dev/null || ((waited >= RETRIEVER_TIMEOUT)); then
-            echo "the demo retriever did not come up on port $RETRIEVER_PORT within RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT}s;" \
-                "see $RUN_DIR/retriever.log (a port in use: RETRIEVER_PORT=<free port>)" >&2
+else
+    RETRIEVER_PID=$$                                 # nothing started here: only RETRIEVER_TIMEOUT ends the wait
+fi
+DEADLINE=$((SECONDS + RETRIEVER_TIMEOUT))
+IFS=, read -r -a URLS <<< "${RETRIEVER_URLS// /}"
+for url in "${URLS[@]}"; do  # each /health answers 200 (503 while the index loads)
+    until "$PYTHON" -c 'import sys, httpx; sys.exit(httpx.get(sys.argv[1] + "/health").status_code != 200)' \
+        "$url" 2> /dev/null; do
+        if ((SECONDS >= DEADLINE)) || ! kill -0 "$RETRIEVER_PID" 2> /dev/null; then
+            if [[ "$STARTED_RETRIEVER" != 0 ]]; then
+                echo "the demo retriever did not come up on port $RETRIEVER_PORT within RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT}s;" \
+                    "see $RUN_DIR/retriever.log (a port in use: RETRIEVER_PORT=<free port>)" >&2
+            else
+                echo "RETRIEVER_URLS=$RETRIEVER_URLS: $url/health did not answer 200 within RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT}s;" \
+                    "start that retriever (python -m retriever_server serve ...), or leave RETRIEVER_URLS empty for the demo one" >&2
+            fi
             exit 3
         fi
         sleep 2
     done
-fi
+done
 
 # --- 3. verl's trainer ----------------------------------------------------------------------------------
 launch "$@"

@@ -15,6 +15,8 @@ ENV = {
     "VERL_USE_EXTERNAL_MODULES": "expandsearch_verl.cpu.plugin",  # imported by verl in every process
 }
 
+ROLLOUTS = ("hf", "scripted")  # the backend's rollout names: replica.HFReplica, replica.ScriptedReplica
+
 _REFERENCE_OPTIMIZER = "+actor_rollout_ref.ref.optim={_target_:verl.workers.config.FSDPOptimizerConfig,lr:0.0,total_training_steps:1}"
 _FP32 = "{param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}"
 
@@ -71,7 +73,8 @@ def check_arguments(arguments: list[str]) -> None:
     for argument in arguments:
         key, _, value = argument.lstrip("+~").partition("=")
         for setting, pattern, fix in GPU_ONLY:
-            if (key == setting or key.endswith("." + setting)) and re.fullmatch(pattern, value.strip()):
+            unquoted = value.strip().strip("'\"")  # hydra reads name='vllm' as vllm
+            if (key == setting or key.endswith("." + setting)) and re.fullmatch(pattern, unquoted):
                 problems.append(f"{argument}: needs a GPU; with DEVICE=cpu {fix}")
     if problems:
         raise GPUOnlySetting("\n".join(problems))

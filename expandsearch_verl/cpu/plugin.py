@@ -11,6 +11,7 @@ from __future__ import annotations
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
 from expandsearch_verl.cpu import verl_hooks
+from expandsearch_verl.cpu.overrides import ROLLOUTS
 from expandsearch_verl.cpu.platform import register_platform, use_all_cores
 from expandsearch_verl.verl_internals import CPU_BACKEND, check_verl
 
@@ -35,7 +36,7 @@ def activate() -> None:
     register_platform()
     RolloutReplicaRegistry.register("hf", _hf_replica)
     RolloutReplicaRegistry.register("scripted", _scripted_replica)
-    for name in ("hf", "scripted"):
+    for name in ROLLOUTS:
         verl_hooks.register_rollout_adapter(name, ADAPTER)
     if verl_hooks.is_verl_worker():
         verl_hooks.register_cpu_engines()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+CPU_RUN = "CPU run (trainer.device=cpu): no GPU to check"  # why the GPU checks skip themselves
+
 
 @dataclass
 class GpuLayout:
@@ -44,6 +46,11 @@ class Preflight:
 
         value = OmegaConf.select(self.config, key, default=default)
         return default if value is None else value
+
+    @property
+    def on_cpu(self) -> bool:
+        """A run of the CPU backend (trainer.device=cpu, what DEVICE=cpu sets): no GPU to plan for."""
+        return self.select("trainer.device") == "cpu"
 
     def retriever_urls(self) -> list[str]:
         """Every retriever URL the ExpandSearch agent loops will call, in order, without repeats."""

@@ -28,7 +28,7 @@ import os
 import warnings
 from dataclasses import dataclass
 
-from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.doctor.context import CPU_RUN, Preflight
 from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
 GIB = 1024**3
@@ -62,6 +62,8 @@ class GpuLoad:
 def check_gpu_memory(ctx: Preflight) -> list[CheckResult]:
     """Every GPU the run uses on this node holds its processes while the rollout runs."""
     name = "gpu-memory"
+    if ctx.on_cpu:
+        return [skipped(name, CPU_RUN)]
     size = _model_size(str(ctx.select("actor_rollout_ref.model.path")))
     if size is None:
         return [skipped(name, "the actor's config.json is not readable here (see the model check)")]
@@ -85,6 +87,8 @@ def check_gpu_memory(ctx: Preflight) -> list[CheckResult]:
 def check_logits(ctx: Preflight) -> list[CheckResult]:
     """The logits of each actor forward pass (vocabulary-wide) against what the GPU has left for them."""
     name = "logits"
+    if ctx.on_cpu:
+        return [skipped(name, CPU_RUN)]
     size = _model_size(str(ctx.select("actor_rollout_ref.model.path")))
     if size is None:
         return [skipped(name, "the actor's config.json is not readable here (see the model check)")]

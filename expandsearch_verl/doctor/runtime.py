@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from expandsearch_verl.doctor.context import Preflight
+from expandsearch_verl.cpu.overrides import ROLLOUTS as CPU_ROLLOUTS
+from expandsearch_verl.doctor.context import CPU_RUN, Preflight
 from expandsearch_verl.doctor.report import CheckResult, failed, passed, skipped, warned
 
 ENGINE_MODULES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "tensorrt_llm"}
@@ -79,6 +80,17 @@ def check_verl_internals(ctx: Preflight) -> list[CheckResult]:
 def check_rollout_engine(ctx: Preflight) -> list[CheckResult]:
     name = "engine"
     engine = ctx.select("actor_rollout_ref.rollout.name")
+    if ctx.on_cpu:
+        if engine in CPU_ROLLOUTS:
+            return [passed(name, f"{engine}: the CPU backend's rollout (trainer.device=cpu)")]
+        return [
+            failed(
+                name,
+                f"actor_rollout_ref.rollout.name={engine} with trainer.device=cpu: the CPU backend serves "
+                f"{' or '.join(CPU_ROLLOUTS)} only",
+                "actor_rollout_ref.rollout.name=hf (DEVICE=cpu on a recipe sets it)",
+            )
+        ]
     if (
         engine == "sglang"
         and ctx.expandsearch_loops
@@ -127,6 +139,8 @@ def check_trainer(ctx: Preflight) -> list[CheckResult]:
 
 def check_gpus(ctx: Preflight) -> list[CheckResult]:
     name = "gpus"
+    if ctx.on_cpu:
+        return [skipped(name, CPU_RUN)]
     nodes, per_node = ctx.select("trainer.nnodes", 1), ctx.select("trainer.n_gpus_per_node", 1)
     if nodes > 1:
         return [

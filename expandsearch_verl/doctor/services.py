@@ -196,6 +196,7 @@ def _timeout_covers_budget(name: str, url: str, timeout_s: float, health: dict) 
             name,
             f"the agent loop's timeout_s={timeout_s:g} does not cover {url}'s squeeze_timeout_s={squeeze:g} + "
             f"{needed - squeeze:g} s of retrieval: the client raises it to {needed:g} s on its first search",
+            f'AGENT_LOOP_SETTINGS="timeout_s={needed:g}" on a recipe; elsewhere '
             f"expandsearch agent-loop-config --set timeout_s={needed:g} (or the YAML's timeout_s)",
         )
     ]

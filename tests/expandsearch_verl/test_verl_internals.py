@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import re
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,24 @@ def test_the_doctor_reports_every_reach_even_without_a_config(monkeypatch):
     assert re.search(named("timing_prefix"), results[0].detail)
     assert re.search(named("agent_loop_registry"), results[1].detail)
     assert "docs/development.md#upgrading-verl" in results[0].fix
+
+
+def test_every_protected_replica_attribute_the_backend_writes_is_a_reach():
+    from expandsearch_verl.cpu.replica import HFReplica
+
+    written = set(re.findall(r"self\.(_\w+) =", inspect.getsource(HFReplica)))
+    declared = {
+        match.group(1)
+        for reach in reaches_of(CPU_BACKEND).values()
+        if reach.file == "workers/rollout/replica.py" and (match := re.match(r"self\.(_\w+)", reach.text))
+    }
+    assert written == {"_server_address", "_server_handle"} and written <= declared
+
+
+def test_the_sft_config_folder_is_the_one_verls_sft_entry_names():
+    from expandsearch_verl.cpu.sft import CONFIG_DIR
+
+    reach = REACHES["sft_config_folder"]
+    (folder,) = re.findall(r'config_path="(\w+)"', reach.text)
+    assert Path(CONFIG_DIR) == verl_internals.verl_root() / Path(reach.file).parent / folder
+    assert (Path(CONFIG_DIR) / "sft_trainer_engine.yaml").is_file()

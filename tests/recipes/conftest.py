@@ -36,6 +36,7 @@ RECIPE_VARIABLES = (
     "SQUEEZE",
     "MAX_TURNS",
     "PROTOCOL",
+    "AGENT_LOOP_SETTINGS",
     "REWARD_SHAPING",
     "VAL_ONLY",
     "USE_V1",

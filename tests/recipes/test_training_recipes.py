@@ -157,6 +157,18 @@ def test_toggles_and_extra_overrides_reach_the_launch_line(recipe_env, dry_run, 
     )
 
 
+def test_any_agent_loop_setting_reaches_the_yaml(recipe_env, dry_run, run_recipe):
+    """AGENT_LOOP_SETTINGS: what the doctor's fixes name, e.g. the timeout its retriever check asks for."""
+    settings = "timeout_s=45 connect_timeout_s=3 topk=7"  # applied last: topk=7 wins over TOPK
+    argv = dry_run("train_expandsearch_ppo_qwen2.5-3b.sh", recipe_env(AGENT_LOOP_SETTINGS=settings, TOPK="5"))
+    loop = agent_loop_of(compose_and_validate(argv[3:])[0])
+    assert (loop.timeout_s, loop.connect_timeout_s, loop.topk) == (45, 3, 7)
+    result = run_recipe(
+        "train_expandsearch_ppo_qwen2.5-3b.sh", recipe_env(AGENT_LOOP_SETTINGS="timeout_s=-1")
+    )
+    assert result.returncode == 2 and "timeout_s=-1: Input should be greater than 0" in result.stderr
+
+
 def test_a_bad_agent_loop_toggle_stops_the_recipe(recipe_env, run_recipe):
     result = run_recipe("train_expandsearch_ppo_qwen2.5-3b.sh", recipe_env(TOPK="0"))
     assert result.returncode != 0 and "topk=0: Input should be greater than 0" in result.stderr

@@ -108,3 +108,16 @@ def test_gpus_are_counted_on_one_node(small_run, preflight, monkeypatch):
 
 def test_engine_names_map_to_their_packages():
     assert runtime.ENGINE_MODULES == {"vllm": "vllm", "sglang": "sglang", "trtllm": "tensorrt_llm"}
+
+
+@pytest.mark.parametrize(
+    ("engine", "status"), [("hf", Status.PASS), ("scripted", Status.PASS), ("vllm", Status.FAIL)]
+)
+def test_a_cpu_run_takes_the_cpu_backends_rollouts_only(small_run, preflight, engine, status):
+    _, results = preflight(
+        small_run("trainer.device=cpu", f"actor_rollout_ref.rollout.name={engine}"), "engine"
+    )
+    assert results[0].status is status
+    if status is Status.FAIL:
+        assert "rollout.name=vllm with trainer.device=cpu" in results[0].detail
+        assert results[0].fix.startswith("actor_rollout_ref.rollout.name=hf")

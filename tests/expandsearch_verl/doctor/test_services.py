@@ -18,7 +18,10 @@ def test_a_client_timeout_shorter_than_the_servers_budget_warns(small_run, prefl
     _, results = preflight(small_run(retriever_urls=f"[{demo_retriever_url}]", timeout_s=30), "retriever")
     assert [r.status for r in results] == [Status.PASS, Status.WARN], results
     assert "squeeze_timeout_s=30 + 15 s" in results[1].detail
-    assert results[1].fix == "expandsearch agent-loop-config --set timeout_s=45 (or the YAML's timeout_s)"
+    assert results[1].fix == (
+        'AGENT_LOOP_SETTINGS="timeout_s=45" on a recipe; elsewhere '
+        "expandsearch agent-loop-config --set timeout_s=45 (or the YAML's timeout_s)"
+    )
 
 
 def test_a_retriever_that_is_down_fails_with_how_to_start_it(small_run, preflight, free_port):
