@@ -35,8 +35,12 @@ RETRIEVER_URLS=${RETRIEVER_URLS:-}                   # empty: start the demo ret
 RETRIEVER_PORT=${RETRIEVER_PORT:-8765}
 RETRIEVER_TIMEOUT=${RETRIEVER_TIMEOUT:-600}          # seconds to wait for its /health (the first start builds the demo index)
 DRY_RUN=${DRY_RUN:-0}
-if ! "$PYTHON" -m expandsearch_verl.cpu overrides "actor_rollout_ref.rollout.name=$ROLLOUT" > /dev/null 2>&1; then
-    echo "ROLLOUT=$ROLLOUT: needs a GPU; this recipe runs on the CPU: ROLLOUT=hf or scripted" >&2
+if ! CHECKED=$("$PYTHON" -m expandsearch_verl.cpu overrides "actor_rollout_ref.rollout.name=$ROLLOUT" 2>&1 > /dev/null); then
+    if [[ "$CHECKED" == DEVICE=cpu:* ]]; then              # the backend's refusal, said in this recipe's words
+        echo "ROLLOUT=$ROLLOUT: needs a GPU; this recipe runs on the CPU: ROLLOUT=hf or scripted" >&2
+    else                                                 # anything else (a broken install): as it is
+        echo "$CHECKED" >&2
+    fi
     exit 2
 fi
 
